@@ -1,0 +1,115 @@
+"""Command line of the collection: `python cli.py fit|validate|test|predict --config configs/<experiment>.yaml`.
+
+LightningCLI in subclass mode: each config names its model and datamodule class. What the data decides (image
+shape, number of classes) is linked into the model, so the two cannot disagree. On top of LightningCLI:
+- every run gets its own folder `<default_root_dir>/<run>/` with `checkpoints/last.ckpt` and `config.yaml`;
+- `--ckpt_path last` resumes the newest run's `last.ckpt`, and is an error when there is none;
+- plain `--trainer.strategy ddp` works for adversarial models (their steps leave one network without gradients);
+- W&B logs offline when no W&B credentials are set up (`wandb sync` uploads later); `WANDB_MODE=disabled` or
+  `--trainer.logger false` turns it off;
+- a non-finite loss ends the run with one message and exit code 1.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+import sys
+import time
+from typing import Any
+
+from pytorch_lightning import LightningModule, Trainer
+from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
+
+from datamodules import ImageDataModule
+from lightning_models.base import NonFiniteLossError
+from lightning_models.callbacks import RunCheckpoint, find_last_checkpoint, run_dir
+
+
+class SaveRunConfig(SaveConfigCallback):
+    """Writes the resolved config as `<run>/config.yaml` (a resumed run adds `config-resumed-<time>.yaml`) and sends
+    it to every logger (W&B shows it as the run's config)."""
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        pass  # the run folder is known only after RunCheckpoint.setup; save in on_fit_start
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.already_saved or not trainer.is_global_zero:
+            return
+        folder = run_dir(trainer) or trainer.default_root_dir
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, self.config_filename)
+        if os.path.exists(path):
+            path = os.path.join(folder, f"config-resumed-{time.strftime('%Y%m%d-%H%M%S')}.yaml")
+        self.parser.save(self.config, path, overwrite=True, multifile=False)
+        for logger in trainer.loggers:
+            logger.log_hyperparams({"config": self.config.clone().as_dict()})
+        self.already_saved = True
+
+
+class GenerativeCLI(LightningCLI):
+    """LightningCLI with the links, run folders and checks described in this module's docstring."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("save_config_callback", SaveRunConfig)
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        super().__init__(LightningModule, ImageDataModule, *args, subclass_mode_model=True, subclass_mode_data=True,
+                         **kwargs)
+
+    def add_arguments_to_parser(self, parser) -> None:
+        # "instantiate" links: the values are properties of the datamodule (they depend on its options).
+        parser.link_arguments("data.image_shape", "model.init_args.image_shape", apply_on="instantiate")
+        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
+        if config.get("strategy") == "ddp" and not self.model.automatic_optimization:
+            # A discriminator step leaves the generator without gradients (and vice versa): DDP must be told.
+            config["strategy"] = "ddp_find_unused_parameters_true"
+        return super()._instantiate_trainer(config, callbacks)
+
+    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
+        kwargs = super()._prepare_subcommand_kwargs(subcommand)
+        ckpt = kwargs.get("ckpt_path")
+        root = self.trainer.default_root_dir
+        if ckpt == "last":
+            found = find_last_checkpoint(root)
+            if found is None:
+                raise FileNotFoundError(
+                    f"--ckpt_path last: no run under {os.path.abspath(root)} has checkpoints/last.ckpt. Start a new "
+                    "run without --ckpt_path, or pass the checkpoint file, or set --trainer.default_root_dir to the "
+                    "folder of the run to resume.")
+            print(f"Resuming from {found}", file=sys.stderr)
+            kwargs["ckpt_path"] = ckpt = found
+        elif ckpt and ckpt not in ("best", "hpc", "registry") and not os.path.isfile(ckpt):
+            raise FileNotFoundError(f"--ckpt_path {ckpt}: no such checkpoint file")
+        for cb in self.trainer.callbacks:
+            if isinstance(cb, RunCheckpoint):
+                cb.resume_from = ckpt
+        return kwargs
+
+
+def _default_wandb_mode() -> None:
+    """Without W&B credentials, log offline instead of failing at the login prompt (tests, clusters, laptops)."""
+    if os.environ.get("WANDB_MODE") or os.environ.get("WANDB_API_KEY"):
+        return
+    try:
+        if netrc.netrc().authenticators("api.wandb.ai"):
+            return
+    except (OSError, netrc.NetrcParseError):
+        pass
+    os.environ["WANDB_MODE"] = "offline"
+
+
+def main(args: list[str] | None = None) -> int:
+    _default_wandb_mode()
+    try:
+        GenerativeCLI(args=args)
+    except NonFiniteLossError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

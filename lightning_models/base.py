@@ -1,0 +1,133 @@
+"""What every generative model of the collection shares: the `sample()` contract, label checks, the noise
+source that makes runs (and resumed runs) reproducible, the non-finite-loss guard, and `cli.py test`.
+
+Subclasses implement `generate(n, labels, generator)` (images in [-1, 1] or [0, 1], see `output_range`) and
+their training scheme; everything here is what truly every subclass uses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised before an optimizer step would apply a NaN/inf loss, so no checkpoint ever holds such weights."""
+
+
+class GenerativeModule(pl.LightningModule):
+    """Base of the generative models: `sample(n, labels)` -> (n, C, H, W) in [0, 1], and their test metrics.
+
+    Subclasses set `self.conditional` and `self.num_classes` and implement `generate`. `cli.py test` draws
+    `num_eval_samples` samples and compares them with the test split in a pretrained classifier's feature
+    space (`classifier_path`), see `lightning_models.evaluation`.
+    """
+
+    #: range of `generate`'s output; `sample` maps it to [0, 1].
+    output_range: tuple[float, float] = (-1.0, 1.0)
+    conditional: bool = False
+    num_classes: int = 0
+
+    # --- the sampling contract --------------------------------------------------------------------------------
+    def generate(self, n: int, labels: Tensor | None, generator: torch.Generator | None) -> Tensor:
+        raise NotImplementedError
+
+    def check_labels(self, n: int, labels: Tensor | None) -> Tensor | None:
+        """Validates `labels` for `sample`; conditional models without labels get a balanced 0,1,2,... cycle."""
+        if not self.conditional:
+            if labels is not None:
+                raise ValueError(f"{type(self).__name__} is unconditional: call sample(n) without labels")
+            return None
+        if labels is None:
+            return torch.arange(n, device=self.device) % self.num_classes
+        labels = torch.as_tensor(labels, device=self.device)
+        if labels.shape != (n,) or labels.dtype.is_floating_point:
+            raise ValueError(f"labels must be {n} integer class ids (shape ({n},)), got {tuple(labels.shape)} "
+                             f"{labels.dtype}")
+        if n and (labels.min() < 0 or labels.max() >= self.num_classes):
+            raise ValueError(f"labels must be in [0, {self.num_classes - 1}], got values in "
+                             f"[{int(labels.min())}, {int(labels.max())}]")
+        return labels.long()
+
+    @torch.no_grad()
+    def sample(self, n: int, labels: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+        """`n` images (n, C, H, W) in [0, 1] on the module's device, drawn in eval mode without gradients.
+
+        Conditional models take `labels` (int class ids, shape (n,)); unconditional ones reject them.
+        `generator` (a `torch.Generator` on the module's device) makes the draw repeatable.
+        """
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        labels = self.check_labels(n, labels)
+        was_training = self.training
+        self.eval()
+        try:
+            images = self.generate(n, labels, generator)
+        finally:
+            self.train(was_training)
+        low, high = self.output_range
+        return ((images.float() - low) / (high - low)).clamp_(0, 1)
+
+    # --- reproducible noise -----------------------------------------------------------------------------------
+    def noise_generator(self, seed: int) -> torch.Generator:
+        """A generator on this device seeded from (seed, rank, global_step).
+
+        The training noise is a pure function of the step, so a resumed run draws exactly what the uninterrupted
+        one drew, and DDP ranks draw different noise, with no RNG state to save in checkpoints.
+        """
+        gen = getattr(self, "_noise_gen", None)
+        if gen is None or gen.device != self.device:
+            gen = self._noise_gen = torch.Generator(device=self.device)
+        rank = self.trainer.global_rank if self._trainer is not None else 0
+        gen.manual_seed((seed * 1_000_003 + rank) * 998_244_353 + self.global_step)
+        return gen
+
+    def check_finite(self, **losses: Tensor) -> None:
+        """Stops training (before any optimizer step) when a loss is NaN/inf, naming the step and the loss."""
+        for name, value in losses.items():
+            if not torch.isfinite(value).all():
+                raise NonFiniteLossError(
+                    f"non-finite {name} ({value.item()}) at global step {self.global_step} (epoch "
+                    f"{self.current_epoch}); training stopped before the optimizer step, so no checkpoint holds "
+                    "these weights. Lower the learning rate, enable --model.gradient_clip_val, or try another "
+                    "--model.loss, then resume from last.ckpt."
+                )
+
+    # --- cli.py test: sample quality in a classifier's feature space -----------------------------------------------
+    def on_test_epoch_start(self) -> None:
+        from lightning_models.evaluation import SampleEvaluator
+
+        path = getattr(self.hparams, "classifier_path", None)
+        if not path:
+            raise ValueError(f"`test` on {type(self).__name__} needs --model.classifier_path PATH (a classifier "
+                             "checkpoint; train one with `python cli.py fit --config configs/classifier_mnist.yaml`)")
+        self.evaluator = SampleEvaluator(path, self.num_classes, self.conditional).to(self.device)
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self.evaluator.update_real(batch["image"])
+
+    def on_test_epoch_end(self) -> None:
+        from lightning_models.evaluation import sample_in_chunks
+
+        rng = torch.Generator(device=self.device).manual_seed(12345 + self.global_rank)
+        for images, labels in sample_in_chunks(
+            lambda k, y: self.sample(k, y, generator=rng), self.hparams.num_eval_samples,
+            self.trainer.datamodule.eval_batch_size, self.num_classes, self.conditional, self.device,
+            rank=self.global_rank, world_size=self.trainer.world_size,
+        ):
+            self.evaluator.update_fake(images, labels)
+        self.log_dict({f"test/{k}": v for k, v in self.evaluator.compute().items()}, sync_dist=False)
+        del self.evaluator
+
+    # --- cli.py predict -------------------------------------------------------------------------------------
+    def predict_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
+        """Sample grids: one of `predict_grid_size` samples, or for conditional models one per class."""
+        n = self.hparams.get("predict_grid_size", 64)
+        rng = torch.Generator(device=self.device).manual_seed(batch_idx)
+        if not self.conditional:
+            return {"samples": self.sample(n, generator=rng)}
+        return {f"class_{c}": self.sample(n, torch.full((n,), c, device=self.device), generator=rng)
+                for c in range(self.num_classes)}

@@ -1,0 +1,146 @@
+"""The GAN training scheme: one manual-optimization step for unconditional and label-conditional GANs.
+
+Per batch: `n_critic` discriminator steps, then one generator step, each scoped by `toggled_optimizer`.
+The fake batch of the last critic step is made once and reused for the generator step (`fake.detach()` for D).
+Note that Lightning's `global_step` counts optimizer steps: a batch is `n_critic + 1` steps, and `max_steps`
+means the same.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from lightning_models.base import GenerativeModule
+from lightning_models.losses import get_loss, gradient_penalty
+from lightning_models.networks.conv import Norm
+from lightning_models.networks.dcgan import Discriminator, Generator
+
+
+class GAN(GenerativeModule):
+    """DCGAN / conditional GAN with any loss of `lightning_models.losses`.
+
+    Args:
+        image_shape: (C, H, W), linked from the datamodule by the CLI.
+        num_classes: label classes, linked from the datamodule (used for conditioning and evaluation).
+        conditional: condition both networks on the label (cGAN); `sample(n, labels)` then takes class ids.
+        latent_dim: size of the noise vector z ~ N(0, I).
+        generator_width: channels of the generator's last hidden layer.
+        discriminator_width: channels of the discriminator's first layer.
+        generator_norm: normalisation in the generator ("batch" as in DCGAN).
+        discriminator_norm: "spectral" (default), "batch" (the DCGAN of the source reports), "instance", "none".
+        loss: saturating | non_saturating | lsgan | hinge | wgan_gp.
+        gp_weight: weight of the gradient penalty (wgan_gp only).
+        n_critic: discriminator steps per generator step.
+        lr_generator: Adam learning rate of the generator.
+        lr_discriminator: Adam learning rate of the discriminator.
+        betas: Adam betas of both optimizers.
+        gradient_clip_val: clip each network's gradient norm to this (None = off); applied after AMP unscaling.
+        ema_decay: keep an exponential moving average of the generator with this decay, used by `sample`
+            (None = off; 0.999 is typical).
+        ema_start_step: global step (optimizer steps) from which the EMA starts following the generator.
+        seed: seed of the training noise (combined with rank and step).
+        classifier_path: classifier checkpoint for `cli.py test` metrics.
+        num_eval_samples: samples drawn by `cli.py test`.
+        predict_grid_size: samples per grid written by `cli.py predict`.
+    """
+
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int] = (1, 28, 28),
+        num_classes: int = 10,
+        conditional: bool = False,
+        latent_dim: int = 100,
+        generator_width: int = 64,
+        discriminator_width: int = 64,
+        generator_norm: Norm = "batch",
+        discriminator_norm: Norm = "spectral",
+        loss: str = "non_saturating",
+        gp_weight: float = 10.0,
+        n_critic: int = 1,
+        lr_generator: float = 2e-4,
+        lr_discriminator: float = 2e-4,
+        betas: tuple[float, float] = (0.5, 0.999),
+        gradient_clip_val: float | None = None,
+        ema_decay: float | None = None,
+        ema_start_step: int = 0,
+        seed: int = 0,
+        classifier_path: str | None = None,
+        num_eval_samples: int = 10_000,
+        predict_grid_size: int = 64,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.gan_loss = get_loss(loss)
+        if n_critic < 1:
+            raise ValueError(f"--model.n_critic must be >= 1, got {n_critic}")
+        if conditional and num_classes < 2:
+            raise ValueError("--model.conditional true needs a datamodule with labels (num_classes >= 2)")
+        if ema_decay is not None and not 0.0 < ema_decay < 1.0:
+            raise ValueError(f"--model.ema_decay must be in (0, 1) or null, got {ema_decay}")
+        self.conditional = conditional
+        self.num_classes = num_classes
+        cond_classes = num_classes if conditional else 0
+        self.generator = Generator(latent_dim, tuple(image_shape), generator_width, cond_classes, generator_norm)
+        self.discriminator = Discriminator(tuple(image_shape), discriminator_width, cond_classes, discriminator_norm)
+        self.generator_ema = None
+        if ema_decay is not None:
+            self.generator_ema = AveragedModel(self.generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay),
+                                               use_buffers=True)
+            self.generator_ema.requires_grad_(False)
+
+    def configure_optimizers(self):
+        h = self.hparams
+        opt_g = torch.optim.Adam(self.generator.parameters(), lr=h.lr_generator, betas=tuple(h.betas))
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=h.lr_discriminator, betas=tuple(h.betas))
+        return opt_g, opt_d
+
+    def generate(self, n: int, labels: Tensor | None, generator: torch.Generator | None) -> Tensor:
+        z = torch.randn(n, self.hparams.latent_dim, device=self.device, generator=generator)
+        net = self.generator_ema.module if self.generator_ema is not None else self.generator
+        return net(z, labels)
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        real = batch["image"] * 2 - 1  # (B, C, H, W) in [-1, 1]
+        labels = batch["label"] if self.conditional else None
+        opt_g, opt_d = self.optimizers()
+        rng = self.noise_generator(self.hparams.seed)
+        loss = self.gan_loss
+
+        for i in range(self.hparams.n_critic):
+            z = torch.randn(real.shape[0], self.hparams.latent_dim, device=self.device, generator=rng)
+            last = i == self.hparams.n_critic - 1
+            with torch.set_grad_enabled(last):  # only the last fake feeds the generator step
+                fake = self.generator(z, labels)
+            with self.toggled_optimizer(opt_d):
+                real_logits = self.discriminator(real, labels)
+                fake_logits = self.discriminator(fake.detach(), labels)
+                loss_d = loss.discriminator(real_logits, fake_logits)
+                if loss.gradient_penalty:
+                    gp = gradient_penalty(lambda x: self.discriminator(x, labels), real, fake, rng)
+                    loss_d = loss_d + self.hparams.gp_weight * gp
+                self.check_finite(discriminator_loss=loss_d)
+                self.manual_backward(loss_d)
+                opt_d.step()
+                opt_d.zero_grad(set_to_none=True)
+
+        with self.toggled_optimizer(opt_g):
+            loss_g = loss.generator(self.discriminator(fake, labels))
+            self.check_finite(generator_loss=loss_g)
+            self.manual_backward(loss_g)
+            opt_g.step()
+            opt_g.zero_grad(set_to_none=True)
+        if self.generator_ema is not None and self.global_step >= self.hparams.ema_start_step:
+            self.generator_ema.update_parameters(self.generator)
+
+        self.log_dict({"train/loss_d": loss_d.detach(), "train/loss_g": loss_g.detach()}, prog_bar=True)
+        self.log_dict({"train/d_real": real_logits.detach().mean(), "train/d_fake": fake_logits.detach().mean()})
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Called by Lightning inside opt.step(), after 16-mixed has unscaled the gradients (clipping earlier
+        # would clip scaled gradients).
+        if self.hparams.gradient_clip_val:
+            self.clip_gradients(optimizer, gradient_clip_val=self.hparams.gradient_clip_val,
+                                gradient_clip_algorithm="norm")

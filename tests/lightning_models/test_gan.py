@@ -1,0 +1,140 @@
+"""The GAN scheme: step order and counting, sampling contract, EMA, clipping, non-finite guard."""
+
+import glob
+import os
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from datamodules import MNISTDataModule
+from lightning_models import GAN, NonFiniteLossError
+from lightning_models.callbacks import RunCheckpoint
+
+
+def tiny_gan(**kwargs):
+    args = dict(image_shape=(1, 28, 28), num_classes=10, latent_dim=8, generator_width=8, discriminator_width=8)
+    return GAN(**{**args, **kwargs})
+
+
+def fit(model, data_dir, max_steps, root=None, callbacks=(), ckpt_path=None, **trainer_kwargs):
+    dm = MNISTDataModule(data_dir=data_dir, batch_size=8, val_size=8)
+    trainer = pl.Trainer(max_steps=max_steps, accelerator="cpu", logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=bool(root), default_root_dir=root,
+                         callbacks=list(callbacks), **trainer_kwargs)
+    trainer.fit(model, dm, ckpt_path=ckpt_path)
+    return trainer
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_sample_contract(conditional):
+    model = tiny_gan(conditional=conditional)
+    model.train()
+    images = model.sample(5, torch.arange(5) if conditional else None)
+    assert images.shape == (5, 1, 28, 28) and images.device == model.device
+    assert images.min() >= 0 and images.max() <= 1 and not images.requires_grad
+    assert model.training  # restored
+    g1, g2 = (torch.Generator().manual_seed(3) for _ in range(2))
+    assert torch.equal(model.sample(4, generator=g1), model.sample(4, generator=g2))
+
+
+def test_labels_are_checked():
+    with pytest.raises(ValueError, match="unconditional"):
+        tiny_gan().sample(2, torch.tensor([0, 1]))
+    cgan = tiny_gan(conditional=True)
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 9\]"):
+        cgan.sample(2, torch.tensor([0, 10]))
+    with pytest.raises(ValueError, match="3 integer class ids"):
+        cgan.sample(3, torch.tensor([0, 1]))
+    assert cgan.check_labels(12, None).tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+
+
+def test_conditioning_changes_samples():
+    cgan = tiny_gan(conditional=True)
+    a = cgan.sample(4, torch.zeros(4, dtype=torch.long), torch.Generator().manual_seed(0))
+    b = cgan.sample(4, torch.ones(4, dtype=torch.long), torch.Generator().manual_seed(0))
+    assert not torch.allclose(a, b)
+
+
+@pytest.mark.parametrize("n_critic", [1, 3])
+def test_step_counting_and_both_networks_train(mnist_dir, n_critic):
+    model = tiny_gan(n_critic=n_critic, loss="wgan_gp" if n_critic > 1 else "non_saturating")
+    g0 = [p.clone() for p in model.generator.parameters()]
+    d0 = [p.clone() for p in model.discriminator.parameters()]
+    trainer = fit(model, mnist_dir, max_steps=3 * (n_critic + 1))
+    # global_step counts optimizer steps: n_critic D steps + 1 G step per batch.
+    assert trainer.global_step == 3 * (n_critic + 1)
+    assert trainer.fit_loop.epoch_loop.batch_progress.total.completed == 3
+    assert all(not torch.equal(a, b) for a, b in zip(g0, model.generator.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(d0, model.discriminator.parameters()))
+
+
+def test_steps_alternate_d_then_g_and_each_sees_only_its_gradients(mnist_dir):
+    model = tiny_gan(n_critic=2)
+    seen = []
+
+    class Spy(pl.Callback):
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+            params = {id(p) for group in optimizer.param_groups for p in group["params"]}
+            which = "G" if params == {id(p) for p in pl_module.generator.parameters()} else "D"
+            g_grads = any(p.grad is not None for p in pl_module.generator.parameters())
+            d_grads = any(p.grad is not None for p in pl_module.discriminator.parameters())
+            seen.append((which, g_grads, d_grads))
+
+    fit(model, mnist_dir, max_steps=6, callbacks=[Spy()])
+    assert [s[0] for s in seen] == ["D", "D", "G"] * 2
+    assert all((not g and d) if which == "D" else (g and not d) for which, g, d in seen)
+
+
+def test_ema_follows_generator_only(mnist_dir):
+    model = tiny_gan(ema_decay=0.5)
+    fit(model, mnist_dir, max_steps=6)
+    ema = dict(model.generator_ema.module.named_parameters())
+    assert set(ema) == {n for n, _ in model.generator.named_parameters()}  # no discriminator weights
+    # EMA lags the live generator but is not the initial weights
+    assert any(not torch.equal(ema[n], p) for n, p in model.generator.named_parameters())
+    samples = model.sample(2, generator=torch.Generator().manual_seed(0))  # sample() draws from the EMA
+    expected = model.generator_ema.module.eval()(torch.randn(2, 8, generator=torch.Generator().manual_seed(0)))
+    torch.testing.assert_close(samples, (expected + 1) / 2)
+
+
+def test_gradient_clipping_bounds_update(mnist_dir):
+    # With a tiny clip value and SGD-like tiny steps, weights move much less than without clipping.
+    moved = {}
+    for clip in (None, 1e-6):
+        model = tiny_gan(gradient_clip_val=clip, lr_generator=1e-2, lr_discriminator=1e-2, betas=(0.0, 0.0))
+        d0 = [p.clone() for p in model.discriminator.parameters()]
+        fit(model, mnist_dir, max_steps=1)
+        moved[clip] = sum((a - b).abs().sum() for a, b in zip(d0, model.discriminator.parameters()))
+    assert moved[1e-6] < moved[None]
+
+
+def test_non_finite_loss_stops_before_the_step_and_keeps_last_checkpoint(mnist_dir, tmp_path):
+    model = tiny_gan()
+    root = str(tmp_path / "runs")
+    fit(model, mnist_dir, max_steps=4, root=root, callbacks=[RunCheckpoint()])
+    (last,) = glob.glob(os.path.join(root, "*", "checkpoints", "last.ckpt"))
+    before = open(last, "rb").read()
+
+    class Poison(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if trainer.global_step >= 6:
+                batch["image"][:] = float("nan")
+
+    # Resume into the same folder, saving after every batch: a NaN step would land in last.ckpt.
+    every_batch = RunCheckpoint(dirpath=os.path.dirname(last), every_n_train_steps=1)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite discriminator_loss \(nan\) at global step 6"):
+        fit(model, mnist_dir, max_steps=20, root=root, callbacks=[every_batch, Poison()], ckpt_path=last)
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # the step never happened
+    saved = torch.load(last, weights_only=False)
+    assert open(last, "rb").read() != before and saved["global_step"] == 6  # the good batch was saved ...
+    assert all(torch.isfinite(v).all() for v in saved["state_dict"].values() if v.is_floating_point())  # ... only
+
+
+def test_invalid_options_are_rejected():
+    with pytest.raises(ValueError, match="n_critic"):
+        tiny_gan(n_critic=0)
+    with pytest.raises(ValueError, match="ema_decay"):
+        tiny_gan(ema_decay=1.5)
+    with pytest.raises(ValueError, match="image size 30"):
+        tiny_gan(image_shape=(1, 30, 30))

@@ -1,0 +1,82 @@
+"""Each GAN loss against its closed form, and the gradient penalty against a critic with a known gradient."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lightning_models.losses import LOSSES, get_loss, gradient_penalty
+
+REAL = torch.tensor([2.0, -1.0, 0.5])
+FAKE = torch.tensor([-0.5, 1.5, 0.0])
+
+
+def _log_sigmoid(x):
+    return torch.tensor([math.log(1 / (1 + math.exp(-v))) for v in x.tolist()])
+
+
+def test_bce_discriminator_is_binary_cross_entropy():
+    expected = F.binary_cross_entropy_with_logits(REAL, torch.ones(3)) + F.binary_cross_entropy_with_logits(
+        FAKE, torch.zeros(3))
+    for name in ("saturating", "non_saturating"):
+        torch.testing.assert_close(LOSSES[name].discriminator(REAL, FAKE), expected)
+
+
+def test_saturating_generator_is_log_one_minus_d():
+    d_fake = torch.sigmoid(FAKE)
+    torch.testing.assert_close(LOSSES["saturating"].generator(FAKE), torch.log(1 - d_fake).mean())
+
+
+def test_non_saturating_generator_is_minus_log_d():
+    torch.testing.assert_close(LOSSES["non_saturating"].generator(FAKE), -_log_sigmoid(FAKE).mean())
+
+
+def test_saturating_gradient_vanishes_when_discriminator_wins():
+    # D confidently rejects the fakes (logit -8): the minimax loss gives almost no gradient, the
+    # non-saturating one a strong one -- the report's "saturating stalled" in one line.
+    fake = torch.full((4,), -8.0, requires_grad=True)
+    (g_sat,) = torch.autograd.grad(LOSSES["saturating"].generator(fake), fake)
+    (g_ns,) = torch.autograd.grad(LOSSES["non_saturating"].generator(fake), fake)
+    assert g_sat.abs().max() < 1e-3 < g_ns.abs().min()
+
+
+def test_lsgan():
+    torch.testing.assert_close(LOSSES["lsgan"].discriminator(REAL, FAKE),
+                               0.5 * (((REAL - 1) ** 2).mean() + (FAKE**2).mean()))
+    torch.testing.assert_close(LOSSES["lsgan"].generator(FAKE), 0.5 * ((FAKE - 1) ** 2).mean())
+
+
+def test_hinge():
+    expected = torch.clamp(1 - REAL, min=0).mean() + torch.clamp(1 + FAKE, min=0).mean()
+    torch.testing.assert_close(LOSSES["hinge"].discriminator(REAL, FAKE), expected)
+    torch.testing.assert_close(LOSSES["hinge"].generator(FAKE), -FAKE.mean())
+
+
+def test_wgan_gp_terms():
+    loss = LOSSES["wgan_gp"]
+    assert loss.gradient_penalty and not LOSSES["hinge"].gradient_penalty
+    torch.testing.assert_close(loss.discriminator(REAL, FAKE), FAKE.mean() - REAL.mean())
+    torch.testing.assert_close(loss.generator(FAKE), -FAKE.mean())
+
+
+def test_gradient_penalty_of_linear_critic():
+    # D(x) = <w, x>: its input gradient is w everywhere, so the penalty is (||w|| - 1)^2 exactly.
+    w = torch.randn(1, 3, 4, 4)
+    critic = lambda x: (x * w).flatten(1).sum(1)  # noqa: E731
+    real, fake = torch.randn(5, 3, 4, 4), torch.randn(5, 3, 4, 4)
+    gp = gradient_penalty(critic, real, fake, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(gp, (w.norm() - 1) ** 2)
+
+
+def test_gradient_penalty_is_differentiable_for_the_critic():
+    w = torch.randn(1, 1, 2, 2, requires_grad=True)
+    gp = gradient_penalty(lambda x: (x * w).flatten(1).sum(1), torch.randn(3, 1, 2, 2), torch.randn(3, 1, 2, 2),
+                          torch.Generator().manual_seed(0))
+    (grad,) = torch.autograd.grad(gp, w)
+    torch.testing.assert_close(grad, 2 * (w.norm() - 1) * w / w.norm())
+
+
+def test_unknown_loss_lists_valid_names():
+    with pytest.raises(ValueError, match="--model.loss must be one of .*non_saturating"):
+        get_loss("minimax")

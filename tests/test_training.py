@@ -1,0 +1,142 @@
+"""Training behaviour of the adversarial configs through the real CLI: exact resume, `--ckpt_path last`,
+DDP with 2 CPU processes, mixed precision, W&B offline, test metrics and the non-finite guard."""
+
+import glob
+import os
+import time
+
+import pytest
+import torch
+
+from tests.helpers import CONFIGS, last_checkpoint, run_cli, run_cli_process, state_of, tiny_args
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+GAN_CONFIGS = [c for c in CONFIGS if os.path.basename(c) in ("dcgan_mnist.yaml", "cgan_mnist.yaml")]
+CGAN = next(c for c in GAN_CONFIGS if c.endswith("cgan_mnist.yaml"))
+
+
+def every_step_checkpoints(tmp_path, every):
+    path = tmp_path / f"ckpt_every_{every}.yaml"
+    path.write_text("trainer:\n  callbacks:\n    - class_path: lightning_models.callbacks.RunCheckpoint\n"
+                    f"      init_args: {{every_n_train_steps: {every}, save_top_k: -1}}\n")
+    return str(path)
+
+
+def assert_same_training_state(a, b):
+    assert a["global_step"] == b["global_step"]
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
+    for opt_a, opt_b in zip(a["optimizer_states"], b["optimizer_states"], strict=True):  # both optimizers
+        for pid, state in opt_a["state"].items():
+            for name, value in state.items():
+                assert torch.equal(torch.as_tensor(value), torch.as_tensor(opt_b["state"][pid][name])), (pid, name)
+
+
+@pytest.mark.parametrize("config", GAN_CONFIGS, ids=lambda c: os.path.basename(c)[:-5])
+def test_resume_mid_epoch_reproduces_uninterrupted_run(config, mnist_dir, tmp_path):
+    # 56 training images / batch 8 = 7 batches (14 steps) per epoch; step 10 is mid-epoch 0, 40 is in epoch 2.
+    ckpts = every_step_checkpoints(tmp_path, 10)
+    full, resumed = str(tmp_path / "full"), str(tmp_path / "resumed")
+    common = ["--config", ckpts, "--trainer.deterministic", "true", "--trainer.max_steps", "40"]
+    run_cli("fit", tiny_args(config, mnist_dir, full, *common))
+    (mid,) = glob.glob(os.path.join(full, "*", "checkpoints", "epoch=0-step=10.ckpt"))
+    run_cli("fit", tiny_args(config, mnist_dir, resumed, *common, "--ckpt_path", mid))
+    assert_same_training_state(state_of(last_checkpoint(full)), state_of(last_checkpoint(resumed)))
+
+
+def test_ckpt_path_last_without_checkpoint_is_an_error(mnist_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="--ckpt_path last: no run under .* has checkpoints/last.ckpt"):
+        run_cli("fit", tiny_args(CGAN, mnist_dir, str(tmp_path / "empty"), "--trainer.max_steps", "2",
+                                 "--ckpt_path", "last"))
+
+
+def test_ckpt_path_last_resumes_newest_run_in_its_folder(mnist_dir, tmp_path):
+    root = str(tmp_path / "runs")
+    run_cli("fit", tiny_args(CGAN, mnist_dir, root, "--trainer.max_steps", "4"))
+    first = last_checkpoint(root)
+    run_cli("fit", tiny_args(CGAN, mnist_dir, root, "--trainer.max_steps", "8", "--ckpt_path", "last"))
+    assert last_checkpoint(root) == first  # still one run folder, its last.ckpt replaced
+    assert state_of(first)["global_step"] == 8
+    run_cli("fit", tiny_args(CGAN, mnist_dir, root, "--trainer.max_steps", "2"))  # a new run: a new folder
+    assert len(glob.glob(os.path.join(root, "*", "checkpoints", "last.ckpt"))) == 2
+    assert state_of(first)["global_step"] == 8  # the finished run is untouched
+
+
+def test_ddp_two_processes_keep_generators_identical(mnist_dir, tmp_path):
+    out = str(tmp_path / "weights")
+    dump = tmp_path / "dump.yaml"
+    dump.write_text(f"trainer:\n  callbacks:\n    - class_path: tests.helpers.DumpWeights\n"
+                    f"      init_args: {{out_dir: {out}}}\n")
+    # plain "ddp": the CLI turns on find_unused_parameters for adversarial models
+    result = run_cli_process("fit", tiny_args(CGAN, mnist_dir, str(tmp_path / "runs"), "--config", str(dump),
+                                              "--trainer.devices", "2", "--trainer.strategy", "ddp",
+                                              "--trainer.max_steps", "6"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    w0, w1, start = (torch.load(os.path.join(out, name)) for name in ("rank0_end.pt", "rank1_end.pt", "rank0_start.pt"))
+    generator = [k for k in w0 if k.startswith("generator.")]
+    assert generator and all(torch.equal(w0[k], w1[k]) for k in w0)  # every parameter, G and D
+    assert all(not torch.equal(w0[k], start[k]) for k in generator if not k.startswith("generator_ema"))
+    # (BatchNorm running statistics are per-rank buffers; DDP re-broadcasts rank 0's at every forward.)
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed"])
+def test_mixed_precision_step_runs(precision, mnist_dir, tmp_path):
+    cli = run_cli("fit", tiny_args(CGAN, mnist_dir, str(tmp_path / "runs"), "--trainer.precision", precision,
+                                   "--trainer.max_steps", "4", "--model.gradient_clip_val", "1.0"))
+    metrics = cli.trainer.callback_metrics
+    assert cli.trainer.global_step == 4
+    assert torch.isfinite(metrics["train/loss_d"]) and torch.isfinite(metrics["train/loss_g"])
+
+
+def test_wandb_offline_logs_losses_grids_and_config(mnist_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    save_dir = str(tmp_path / "runs")
+    args = [a for a in tiny_args(CGAN, mnist_dir, save_dir, "--trainer.max_steps", "4")]
+    i = args.index("--trainer.logger")
+    del args[i : i + 2]  # keep the config's WandbLogger
+    run_cli("fit", [*args, "--trainer.logger.init_args.save_dir", save_dir, "--trainer.log_every_n_steps", "1"])
+    import wandb
+
+    wandb.finish()  # what process exit does after `cli.py fit`: flush the run to disk
+    (run,) = glob.glob(os.path.join(save_dir, "wandb", "offline-run-*"))
+    assert glob.glob(os.path.join(run, "files", "media", "images", "samples", "grid_*.png"))
+    (log,) = glob.glob(os.path.join(run, "run-*.wandb"))  # offline: metrics and config wait here for `wandb sync`
+    deadline = time.monotonic() + 30  # the wandb service process writes the file asynchronously
+    while b"lr_discriminator" not in (content := open(log, "rb").read()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert b"train/loss_d" in content and b"train/loss_g" in content
+    assert b"non_saturating" in content and b"lr_discriminator" in content  # the resolved config
+
+
+def test_non_finite_loss_exits_with_message(mnist_dir, tmp_path):
+    result = run_cli_process("fit", tiny_args(CGAN, mnist_dir, str(tmp_path / "runs"), "--trainer.max_steps", "4",
+                                              "--model.lr_discriminator", "1e30", "--model.lr_generator", "1e30"))
+    assert result.returncode == 1
+    assert "error: non-finite" in result.stderr and "at global step" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("config", GAN_CONFIGS, ids=lambda c: os.path.basename(c)[:-5])
+def test_test_subcommand_reports_sample_metrics(config, mnist_dir, tmp_path):
+    classifier_root = str(tmp_path / "classifier")
+    classifier_config = os.path.join(os.path.dirname(config), "classifier_mnist.yaml")
+    run_cli("fit", tiny_args(classifier_config, mnist_dir, classifier_root, "--trainer.max_steps", "3"))
+    root = str(tmp_path / "gan")
+    run_cli("fit", tiny_args(config, mnist_dir, root, "--trainer.max_steps", "2"))
+    cli = run_cli("test", tiny_args(config, mnist_dir, root, "--ckpt_path", "last", "--model.classifier_path",
+                                    classifier_root, "--model.num_eval_samples", "40"))
+    metrics = cli.trainer.callback_metrics
+    conditional = os.path.basename(config).startswith("cgan")
+    expected = {"test/fid_classifier", "test/class_coverage", "test/min_class_fraction", "test/classifier_confidence"}
+    assert expected | ({"test/conditional_accuracy"} if conditional else set()) <= set(metrics)
+    assert ("test/conditional_accuracy" in metrics) == conditional
+    assert metrics["test/fid_classifier"] >= 0 and 0 <= metrics["test/class_coverage"] <= 1
+
+
+def test_test_subcommand_without_classifier_explains(mnist_dir, tmp_path):
+    root = str(tmp_path / "gan")
+    run_cli("fit", tiny_args(CGAN, mnist_dir, root, "--trainer.max_steps", "2"))
+    with pytest.raises(FileNotFoundError, match="classifier_mnist.yaml"):
+        run_cli("test", tiny_args(CGAN, mnist_dir, root, "--ckpt_path", "last", "--model.classifier_path",
+                                  str(tmp_path / "nowhere")))
