@@ -16,6 +16,7 @@ import netrc
 import os
 import sys
 import time
+import warnings
 from typing import Any
 
 from pytorch_lightning import LightningModule, Trainer
@@ -87,6 +88,12 @@ class GenerativeCLI(LightningCLI):
             if isinstance(cb, RunCheckpoint):
                 cb.resume_from = ckpt
         return kwargs
+
+
+# Lightning noise that says nothing to a user of these configs: GANs have no validation step (their quality is
+# measured by `test`), and pytorch-lightning 2.6 trips over a torch 2.14 deprecation internally.
+warnings.filterwarnings("ignore", message=".*val_dataloader.* but have no .validation_step.*")
+warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
 
 
 def _default_wandb_mode() -> None:

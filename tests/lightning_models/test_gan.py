@@ -5,6 +5,7 @@ import os
 
 import pytest
 import pytorch_lightning as pl
+from pytorch_lightning.plugins import MixedPrecision
 import torch
 
 from datamodules import MNISTDataModule
@@ -138,3 +139,28 @@ def test_invalid_options_are_rejected():
         tiny_gan(ema_decay=1.5)
     with pytest.raises(ValueError, match="image size 30"):
         tiny_gan(image_shape=(1, 30, 30))
+
+
+@pytest.mark.parametrize("precision", ["32-true", "16-mixed"])
+def test_clipping_sees_unscaled_gradients(mnist_dir, precision):
+    # Under 16-mixed the loss is scaled by 2**16; clipping must happen after unscaling, so the norm that reaches
+    # the optimizer is the clip value itself (clipping scaled gradients would leave ~clip / 65536).
+    norms = []
+
+    class Spy(GAN):  # records the gradient norm right after the module's own clipping hook
+        def on_before_optimizer_step(self, optimizer):
+            super().on_before_optimizer_step(optimizer)
+            grads = [p.grad.float().norm() for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+            norms.append(torch.linalg.vector_norm(torch.stack(grads)).item())
+
+    model = Spy(image_shape=(1, 28, 28), num_classes=10, latent_dim=8, generator_width=8, discriminator_width=8,
+                gradient_clip_val=0.01)
+    # Lightning maps 16-mixed on CPU to bf16 (no scaler); the plugin given directly keeps fp16 with a GradScaler.
+    amp = {"plugins": [MixedPrecision("16-mixed", "cpu")]} if precision == "16-mixed" else {}
+    trainer = fit(model, mnist_dir, max_steps=6, **amp)
+    assert (getattr(trainer.precision_plugin, "scaler", None) is not None) == (precision == "16-mixed")
+    assert len(norms) == 6
+    # every step clipped to 0.01 of *unscaled* gradient norm (a step whose scaled gradients overflowed is skipped
+    # by the scaler after this hook, and its gradients are inf: allowed)
+    assert all(0.005 < n <= 0.0101 or n != n or n == float("inf") for n in norms), norms
+    assert sum(0.005 < n <= 0.0101 for n in norms) >= 4, norms

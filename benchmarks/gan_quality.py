@@ -1,0 +1,113 @@
+"""The loss study of the source reports, at a fixed compute budget: DCGAN and conditional GAN on MNIST and
+Fashion-MNIST with the saturating, non-saturating and least-squares losses, scored by `cli.py test`.
+
+    python benchmarks/gan_quality.py [--batches 1500] [--datasets mnist fashion_mnist] [--models dcgan cgan]
+                                     [--losses saturating non_saturating lsgan] [--work benchmarks/_work]
+
+Data (offline): MNIST = the official *test* set in ../shared/data/mnist-test split into 8,000 training images
+(the first 8,000; 500 of them held out for validation) and 2,000 test images (the last 2,000), written by
+make_mnist_split.py; Fashion-MNIST = the full official files in /usr/share/datasets/fashion-mnist
+(`apt-get install dataset-fashion-mnist`). The evaluation classifier of each dataset is trained first
+(configs/classifier_*.yaml). Every GAN trains for the same number of batches (the budget; 2 optimizer steps
+each) and is scored on 10,000 samples. Results are appended to <work>/quality.jsonl and printed as a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+from benchmarks.make_mnist_split import make_split  # noqa: E402
+from cli import GenerativeCLI  # noqa: E402
+from lightning_models.callbacks import find_last_checkpoint  # noqa: E402
+
+SHARED_MNIST = os.path.join(REPO, "..", "shared", "data", "mnist-test")
+FASHION = "/usr/share/datasets/fashion-mnist"
+QUIET = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+         "--trainer.enable_model_summary", "false"]
+
+
+def prepare_data(work: str) -> str:
+    data = os.path.join(work, "data")
+    if not os.path.exists(os.path.join(data, "MNIST", "raw", "train-images-idx3-ubyte.gz")):
+        make_split(SHARED_MNIST, data, 8000)
+    fashion = os.path.join(data, "FashionMNIST", "raw")
+    if not os.path.exists(fashion) and os.path.isdir(FASHION):
+        os.makedirs(os.path.dirname(fashion), exist_ok=True)
+        os.symlink(FASHION, fashion)
+    return data
+
+
+def data_args(dataset: str, data: str) -> list[str]:
+    val = "500" if dataset == "mnist" else "5000"
+    return ["--data.dataset", dataset, "--data.data_dir", data, "--data.val_size", val]
+
+
+def run(subcommand: str, args: list[str]):
+    return GenerativeCLI(args=[subcommand, *args]).trainer.callback_metrics
+
+
+def classifier(dataset: str, data: str, work: str, record) -> str:
+    root = os.path.join(work, f"classifier_{dataset}")
+    config = os.path.join(REPO, "configs", f"classifier_{dataset}.yaml")
+    if find_last_checkpoint(root) is None:
+        start = time.time()
+        run("fit", ["--config", config, *data_args(dataset, data), "--trainer.default_root_dir", root, *QUIET])
+        metrics = run("test", ["--config", config, *data_args(dataset, data), "--trainer.default_root_dir", root,
+                               "--ckpt_path", "last", *QUIET])
+        record({"kind": "classifier", "dataset": dataset, "test_accuracy": float(metrics["test/accuracy"]),
+                "seconds": round(time.time() - start, 1)})
+    return root
+
+
+def gan(model: str, loss: str, dataset: str, data: str, work: str, batches: int, classifier_root: str, record):
+    root = os.path.join(work, f"{model}_{dataset}_{loss}_{batches}")
+    config = os.path.join(REPO, "configs", f"{model}_mnist.yaml")
+    common = ["--config", config, *data_args(dataset, data), "--trainer.default_root_dir", root,
+              "--model.loss", loss, "--model.ema_decay", "0.995", *QUIET]
+    start = time.time()
+    run("fit", [*common, "--trainer.max_steps", str(2 * batches), "--trainer.max_epochs", "-1"])
+    seconds = time.time() - start
+    metrics = run("test", [*common, "--ckpt_path", "last", "--model.classifier_path", classifier_root])
+    record({"kind": "gan", "model": model, "dataset": dataset, "loss": loss, "batches": batches,
+            "train_seconds": round(seconds, 1), **{k[5:]: round(float(v), 4) for k, v in metrics.items()}})
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batches", type=int, default=1500)
+    parser.add_argument("--datasets", nargs="+", default=["mnist", "fashion_mnist"])
+    parser.add_argument("--models", nargs="+", default=["cgan", "dcgan"])
+    parser.add_argument("--losses", nargs="+", default=["non_saturating", "lsgan", "saturating"])
+    parser.add_argument("--work", default=os.path.join(REPO, "benchmarks", "_work"))
+    args = parser.parse_args(argv)
+    os.makedirs(args.work, exist_ok=True)
+    results = os.path.join(args.work, "quality.jsonl")
+
+    def record(row: dict) -> None:
+        print(json.dumps(row), flush=True)
+        with open(results, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    done = set()
+    if os.path.exists(results):  # a rerun skips what is measured already
+        with open(results) as f:
+            done = {(r["model"], r["dataset"], r["loss"], r["batches"]) for r in map(json.loads, f) if r["kind"] == "gan"}
+    data = prepare_data(args.work)
+    for dataset in args.datasets:
+        classifier_root = classifier(dataset, data, args.work, record)
+        for model in args.models:
+            for loss in args.losses:
+                if (model, dataset, loss, args.batches) not in done:
+                    gan(model, loss, dataset, data, args.work, args.batches, classifier_root, record)
+
+
+if __name__ == "__main__":
+    main()

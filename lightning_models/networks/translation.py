@@ -1,0 +1,163 @@
+"""Image-to-image networks: the ResNet generator of CycleGAN, the U-Net generator and the PatchGAN discriminator of
+pix2pix, sized for small images (28x28: two stride-2 levels down to 7x7, where the published 256x256 networks
+go much deeper).
+
+Generators map (B, C, H, W) in [-1, 1] to the same shape in [-1, 1]; the discriminator maps (B, C_in, H, W) to
+a map of patch logits (B, 1, h, w), each judging one receptive field rather than the whole image.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from lightning_models.networks.conv import Norm, _maybe_sn, _norm
+
+GeneratorKind = Literal["resnet", "unet"]
+
+
+def _check_size(size: int, downsamplings: int) -> None:
+    if downsamplings < 1 or size % 2**downsamplings:
+        raise ValueError(f"image size {size} is not divisible by 2**downsamplings = {2 ** downsamplings}: lower "
+                         "--model.downsamplings (2 suits 28x28: 28 -> 14 -> 7) or resize with --data.image_size")
+
+
+class ResidualBlock(nn.Module):
+    """x + conv-norm-relu-conv-norm(x), with reflection padding (no zero border for the generator to paint)."""
+
+    def __init__(self, channels: int, norm: Norm) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=norm != "batch"), _norm(norm, channels),
+            nn.ReLU(inplace=True),
+            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=norm != "batch"), _norm(norm, channels),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+class ResnetGenerator(nn.Module):
+    """CycleGAN's generator (Johnson et al.): 7x7 convolution, `downsamplings` stride-2 convolutions (channels
+    doubling from `width`), `num_blocks` residual blocks, as many stride-2 transposed convolutions back, 7x7
+    convolution to C channels, tanh.
+
+    Args:
+        image_shape: (C, H, W) of input and output; H must be divisible by 2**downsamplings.
+        width: channels at full resolution.
+        num_blocks: residual blocks at the lowest resolution.
+        downsamplings: stride-2 levels (2 for 28x28).
+        norm: normalisation ("instance" as in CycleGAN; "batch"; "none").
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int], width: int = 32, num_blocks: int = 6,
+                 downsamplings: int = 2, norm: Norm = "instance") -> None:
+        super().__init__()
+        channels = image_shape[0]
+        _check_size(image_shape[-1], downsamplings)
+        bias = norm != "batch"
+        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(channels, width, 7, bias=bias),
+                                   _norm(norm, width), nn.ReLU(inplace=True)]
+        for i in range(downsamplings):
+            c = width * 2**i
+            layers += [nn.Conv2d(c, 2 * c, 3, 2, 1, bias=bias), _norm(norm, 2 * c), nn.ReLU(inplace=True)]
+        layers += [ResidualBlock(width * 2**downsamplings, norm) for _ in range(num_blocks)]
+        for i in reversed(range(downsamplings)):
+            c = width * 2**i
+            layers += [nn.ConvTranspose2d(2 * c, c, 3, 2, 1, output_padding=1, bias=bias), _norm(norm, c),
+                       nn.ReLU(inplace=True)]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(width, channels, 7), nn.Tanh()]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)
+
+
+class UNetGenerator(nn.Module):
+    """pix2pix's U-Net: `downsamplings` stride-2 4x4 convolutions (LeakyReLU), a 3x3 bottleneck, and stride-2
+    transposed convolutions back up, each taking the encoder map of its resolution as a skip connection, so
+    fine detail (the digit's stroke) reaches the output without passing through the bottleneck.
+
+    Args:
+        image_shape: (C, H, W) of input and output; H must be divisible by 2**downsamplings.
+        width: channels of the first encoder level, doubling per level.
+        downsamplings: encoder levels (2 for 28x28).
+        norm: normalisation of all but the outermost layers.
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int], width: int = 32, downsamplings: int = 2,
+                 norm: Norm = "instance") -> None:
+        super().__init__()
+        channels = image_shape[0]
+        _check_size(image_shape[-1], downsamplings)
+        bias = norm != "batch"
+        widths = [channels] + [width * 2**i for i in range(downsamplings)]  # channels at each resolution
+        self.down = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(widths[i], widths[i + 1], 4, 2, 1, bias=bias or i == 0),
+                          _norm(norm, widths[i + 1]) if i > 0 else nn.Identity(), nn.LeakyReLU(0.2, inplace=True))
+            for i in range(downsamplings)
+        )
+        self.bottleneck = nn.Sequential(nn.Conv2d(widths[-1], widths[-1], 3, 1, 1, bias=bias),
+                                        _norm(norm, widths[-1]), nn.ReLU(inplace=True))
+        self.up = nn.ModuleList(
+            nn.Sequential(nn.ConvTranspose2d(2 * widths[i + 1], widths[i], 4, 2, 1, bias=bias), _norm(norm, widths[i]),
+                          nn.ReLU(inplace=True))
+            if i > 0 else nn.Sequential(nn.ConvTranspose2d(2 * widths[1], channels, 4, 2, 1), nn.Tanh())
+            for i in range(downsamplings)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        skips = []
+        for layer in self.down:
+            x = layer(x)
+            skips.append(x)
+        x = self.bottleneck(x)
+        for layer, skip in zip(reversed(self.up), reversed(skips)):
+            x = layer(torch.cat([x, skip], 1))
+        return x
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN (Isola et al.): `num_layers` stride-2 4x4 convolutions (channels doubling from `width`), a
+    stride-1 4x4 convolution and a 1-channel 4x4 convolution, giving one logit per overlapping patch
+    (28x28 with 2 layers: a 5x5 map of logits with 34-pixel receptive fields, i.e. the whole digit, judged at
+    25 offsets).
+
+    Args:
+        in_channels: channels of what it judges (pix2pix stacks input and output: twice the image channels).
+        width: channels of the first layer.
+        num_layers: stride-2 layers.
+        norm: normalisation of all layers but the first ("spectral" wraps every convolution instead).
+    """
+
+    def __init__(self, in_channels: int, width: int = 32, num_layers: int = 2, norm: Norm = "instance") -> None:
+        super().__init__()
+        bias = norm != "batch"
+        layers: list[nn.Module] = []
+        c_in = in_channels
+        for i in range(num_layers + 1):
+            c_out = width * 2**i
+            stride = 2 if i < num_layers else 1
+            layers.append(_maybe_sn(nn.Conv2d(c_in, c_out, 4, stride, 1, bias=bias or i == 0), norm))
+            if i > 0:
+                layers.append(_norm(norm, c_out))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            c_in = c_out
+        layers.append(_maybe_sn(nn.Conv2d(c_in, 1, 4, 1, 1), norm))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)
+
+
+def make_generator(kind: GeneratorKind, image_shape: tuple[int, int, int], width: int, num_blocks: int,
+                   downsamplings: int, norm: Norm) -> nn.Module:
+    """The generator called `kind` ("resnet" or "unet"; `num_blocks` only applies to "resnet")."""
+    if kind == "resnet":
+        return ResnetGenerator(image_shape, width, num_blocks, downsamplings, norm)
+    if kind == "unet":
+        return UNetGenerator(image_shape, width, downsamplings, norm)
+    raise ValueError(f"--model.generator must be 'resnet' or 'unet', got {kind!r}")
