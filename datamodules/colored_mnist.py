@@ -8,7 +8,7 @@ device, so three datamodules (single domain, aligned pairs, unpaired domains) sh
 from __future__ import annotations
 
 import zlib
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import torch
 from torch import Tensor
@@ -106,23 +106,16 @@ class ColoredMNISTDataModule(MNISTDataModule):
 
     def __init__(
         self,
-        dataset: Literal["mnist", "fashion_mnist"] = "mnist",
-        data_dir: str = "data",
-        batch_size: int = 128,
-        eval_batch_size: int | None = None,
-        image_size: int = 28,
-        val_size: int = 5000,
-        download: bool = False,
-        seed: int = 0,
         coloring: Coloring = "random",
         palette: list[tuple[float, float, float]] | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(dataset, data_dir, batch_size, eval_batch_size, image_size, val_size, download, seed)
+        super().__init__(**kwargs)  # MNISTDataModule's options (LightningCLI reads them through **kwargs)
         self.palette, self.color_names = make_palette(palette, "--data.palette")
         _check_coloring(coloring, self.palette, "--data.coloring", self.num_classes)
         self.coloring = coloring
         self.num_colors = len(self.palette)
-        self.image_shape = (3, image_size, image_size)
+        self.image_shape = (3, self.image_size, self.image_size)
 
     def load_split(self, split: str) -> dict[str, Tensor]:
         data = super().load_split(split)
@@ -159,20 +152,13 @@ class PairedColoredMNISTDataModule(MNISTDataModule):
 
     def __init__(
         self,
-        dataset: Literal["mnist", "fashion_mnist"] = "mnist",
-        data_dir: str = "data",
-        batch_size: int = 128,
-        eval_batch_size: int | None = None,
-        image_size: int = 28,
-        val_size: int = 5000,
-        download: bool = False,
-        seed: int = 0,
         coloring_a: Coloring = "palette",
         coloring_b: Coloring = "palette",
         palette_a: list[tuple[float, float, float]] | None = None,
         palette_b: list[tuple[float, float, float]] | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(dataset, data_dir, batch_size, eval_batch_size, image_size, val_size, download, seed)
+        super().__init__(**kwargs)  # MNISTDataModule's options (LightningCLI reads them through **kwargs)
         self.palette_a, self.color_names_a = make_palette(palette_a, "--data.palette_a")
         if palette_b is None:
             shift = len(self.palette_a) // 2
@@ -184,7 +170,7 @@ class PairedColoredMNISTDataModule(MNISTDataModule):
         _check_coloring(coloring_b, self.palette_b, "--data.coloring_b", self.num_classes)
         self.coloring_a, self.coloring_b = coloring_a, coloring_b
         self.num_colors_a, self.num_colors_b = len(self.palette_a), len(self.palette_b)
-        self.image_shape = (3, image_size, image_size)
+        self.image_shape = (3, self.image_size, self.image_size)
 
     def load_split(self, split: str) -> dict[str, Tensor]:
         data = super().load_split(split)

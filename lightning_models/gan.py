@@ -30,6 +30,7 @@ class GAN(GenerativeModule):
         discriminator_width: channels of the discriminator's first layer.
         generator_norm: normalisation in the generator ("batch" as in DCGAN).
         discriminator_norm: "spectral" (default), "batch" (the DCGAN of the source reports), "instance", "none".
+        minibatch_std: give the discriminator the batch's feature spread (against mode collapse).
         loss: saturating | non_saturating | lsgan | hinge | wgan_gp.
         gp_weight: weight of the gradient penalty (wgan_gp only).
         n_critic: discriminator steps per generator step.
@@ -56,6 +57,7 @@ class GAN(GenerativeModule):
         discriminator_width: int = 64,
         generator_norm: Norm = "batch",
         discriminator_norm: Norm = "spectral",
+        minibatch_std: bool = False,
         loss: str = "non_saturating",
         gp_weight: float = 10.0,
         n_critic: int = 1,
@@ -84,7 +86,8 @@ class GAN(GenerativeModule):
         self.num_classes = num_classes
         cond_classes = num_classes if conditional else 0
         self.generator = Generator(latent_dim, tuple(image_shape), generator_width, cond_classes, generator_norm)
-        self.discriminator = Discriminator(tuple(image_shape), discriminator_width, cond_classes, discriminator_norm)
+        self.discriminator = Discriminator(tuple(image_shape), discriminator_width, cond_classes, discriminator_norm,
+                                           minibatch_std)
         self.generator_ema = None
         if ema_decay is not None:
             self.generator_ema = AveragedModel(self.generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay),

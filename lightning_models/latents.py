@@ -40,7 +40,7 @@ def sample_gumbel(shape: Sequence[int], like: Tensor, generator: torch.Generator
     """Standard Gumbel noise -log(-log U), U ~ Uniform(0, 1), on `like`'s device and dtype."""
     u = torch.rand(tuple(shape), device=like.device, dtype=like.dtype, generator=generator)
     tiny = torch.finfo(like.dtype).tiny  # keeps both logs finite when U is exactly 0 or 1 - eps
-    return -torch.log(-torch.log(u.clamp_min(tiny)).clamp_min(tiny))
+    return -torch.log((-torch.log(u.clamp_min(tiny))).clamp_min(tiny))
 
 
 def gumbel_softmax(logits: Tensor, temperature: float, hard: bool = False,

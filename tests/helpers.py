@@ -20,6 +20,10 @@ CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "*.yaml")))
 TINY_MODEL = {
     "GAN": ["--model.generator_width", "8", "--model.discriminator_width", "8", "--model.latent_dim", "8"],
     "Classifier": ["--model.width", "8"],
+    "CycleGAN": ["--model.generator_width", "4", "--model.generator_blocks", "1", "--model.discriminator_width", "4",
+                 "--model.pool_size", "4"],
+    "Pix2Pix": ["--model.generator_width", "4", "--model.discriminator_width", "4"],
+    "VAE": ["--model.mlp_hidden", "[16, 8]", "--model.conv_width", "4", "--model.num_eval_samples", "20"],
 }
 # Per datamodule class: options that point it at the fixture data and keep batches small.
 TINY_DATA = {

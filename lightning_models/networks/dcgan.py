@@ -49,14 +49,19 @@ class Discriminator(nn.Module):
         width: channels of the first convolution.
         num_classes: classes of the label condition (projection head); 0 = unconditional.
         norm: "spectral" (default; stable with every loss, including wgan_gp), "batch" (DCGAN), "instance", "none".
+        minibatch_std: append the batch's feature standard deviation as one more channel before the head
+            (Karras et al. 2018), so D can see a batch that lacks variety: the cheap cure for the generator
+            ignoring its noise (mode collapse), which D judging images one by one cannot detect.
     """
 
     def __init__(self, image_shape: tuple[int, int, int], width: int = 64, num_classes: int = 0,
-                 norm: Norm = "spectral") -> None:
+                 norm: Norm = "spectral", minibatch_std: bool = False) -> None:
         super().__init__()
         self.body = ConvEncoder(image_shape, width, norm)
+        self.minibatch_std = minibatch_std
         channels = self.body.out_shape[0]
-        head = nn.Linear(self.body.out_features, 1)
+        base = self.body.out_shape[1]
+        head = nn.Linear(self.body.out_features + (base * base if minibatch_std else 0), 1)
         self.head = spectral_norm(head) if norm == "spectral" else head
         embed = nn.Embedding(num_classes, channels) if num_classes else None
         self.embed = spectral_norm(embed) if embed is not None and norm == "spectral" else embed
@@ -66,8 +71,13 @@ class Discriminator(nn.Module):
         return self.body(images)
 
     def forward(self, images: Tensor, labels: Tensor | None = None) -> Tensor:
-        h = self.features(images)
-        logits = self.head(h.flatten(1)).squeeze(1)
+        h = self.features(images)  # (B, C', S0, S0)
+        flat = h.flatten(1)
+        if self.minibatch_std:
+            # one (S0, S0) map: the mean over channels of each feature's std across the batch, same for every row
+            std = h.float().std(dim=0, unbiased=False).mean(dim=0).to(h.dtype)  # (S0, S0)
+            flat = torch.cat([flat, std.flatten().expand(h.shape[0], -1)], dim=1)
+        logits = self.head(flat).squeeze(1)
         if self.embed is not None:
             logits = logits + (self.embed(labels) * h.sum(dim=(2, 3))).sum(dim=1)
         return logits

@@ -1,0 +1,212 @@
+"""What CycleGAN and pix2pix share: two generators (A->B, B->A) and two PatchGAN discriminators (one per target
+domain), one manual-optimization step, linear learning-rate decay, `translate()`, the `cli.py test` metrics and
+the `predict` pictures. A scheme (cyclegan.py, pix2pix.py) only says what differs: what its discriminators see,
+whether fakes pass through a history pool, and its reconstruction terms.
+
+Per batch: one discriminator step (both discriminators, one optimizer), then one generator step (both
+generators, one optimizer), each scoped by `toggled_optimizer`; the fakes are made once and reused (detached
+for the discriminators). Lightning's `global_step` counts optimizer steps: a batch is 2 steps, and
+`--trainer.max_steps` means the same.
+"""
+
+from __future__ import annotations
+
+import itertools
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from lightning_models.base import GenerativeModule
+from lightning_models.losses import get_loss, gradient_penalty
+from lightning_models.networks.conv import Norm
+from lightning_models.networks.translation import GeneratorKind, PatchDiscriminator, make_generator
+from lightning_models.translation_eval import TranslationMetrics, sorted_by_label, strips
+
+DIRECTIONS = ("AB", "BA")
+
+
+def linear_decay(epoch: int, start: int, length: int) -> float:
+    """Learning-rate factor of `epoch` (0-based): 1 until `start`, then linearly down to 0 at `start + length`
+    (CycleGAN's schedule); `length` 0 keeps it at 1."""
+    if length <= 0:
+        return 1.0
+    return max(0.0, 1.0 - max(0, epoch - start) / length)
+
+
+class TranslationModule(pl.LightningModule):
+    """Base of the image-to-image translation schemes (use `CycleGAN` or `Pix2Pix`). Batches hold
+    `image_a`, `image_b` (B, C, H, W) in [0, 1] and digit labels (`label`, or `label_a`/`label_b`).
+
+    Args:
+        image_shape: (C, H, W) of both domains, linked from the datamodule by the CLI.
+        num_classes: digit classes, linked from the datamodule (the pictures show one example per class).
+        generator: "resnet" (CycleGAN's residual generator) or "unet" (pix2pix's, with skip connections).
+        generator_width: channels of the generators at full resolution.
+        generator_blocks: residual blocks of the "resnet" generator (unused by "unet").
+        downsamplings: stride-2 levels of the generators (2 for 28x28: 28 -> 14 -> 7).
+        generator_norm: "instance" (as CycleGAN and pix2pix), "batch" or "none".
+        discriminator_width: channels of the discriminators' first layer.
+        discriminator_layers: stride-2 layers of the PatchGAN discriminators.
+        discriminator_norm: "instance", "spectral", "batch" or "none".
+        loss: adversarial loss, any name of `lightning_models.losses` (lsgan, non_saturating, hinge, wgan_gp, ...).
+        gp_weight: weight of the gradient penalty (wgan_gp only).
+        lr: Adam learning rate of both optimizers (the generators share one, the discriminators the other).
+        betas: Adam betas.
+        decay_start_epoch: epoch from which the learning rate decays linearly ...
+        decay_epochs: ... to 0 over this many epochs (0 = constant). The schedulers are stepped at the end of
+            each training epoch by the module itself (manual optimization never steps them).
+        gradient_clip_val: clip each optimizer's gradient norm to this (None = off), after AMP unscaling.
+        seed: seed of the training randomness (history pool draws, gradient penalty), with rank and step.
+    """
+
+    #: pix2pix's discriminators judge (input, output) pairs, stacked on channels; CycleGAN's single images.
+    judges_pairs: bool = False
+
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int] = (3, 28, 28),
+        num_classes: int = 10,
+        generator: GeneratorKind = "resnet",
+        generator_width: int = 32,
+        generator_blocks: int = 6,
+        downsamplings: int = 2,
+        generator_norm: Norm = "instance",
+        discriminator_width: int = 32,
+        discriminator_layers: int = 2,
+        discriminator_norm: Norm = "instance",
+        loss: str = "lsgan",
+        gp_weight: float = 10.0,
+        lr: float = 2e-4,
+        betas: tuple[float, float] = (0.5, 0.999),
+        decay_start_epoch: int = 100,
+        decay_epochs: int = 100,
+        gradient_clip_val: float | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()  # also collects the subclass's own arguments (Lightning walks the frames)
+        self.automatic_optimization = False
+        self.gan_loss = get_loss(loss)
+        shape = tuple(image_shape)
+        g_args = (shape, generator_width, generator_blocks, downsamplings, generator_norm)
+        self.generator_ab = make_generator(generator, *g_args)
+        self.generator_ba = make_generator(generator, *g_args)
+        d_in = shape[0] * (2 if self.judges_pairs else 1)
+        self.discriminator_a = PatchDiscriminator(d_in, discriminator_width, discriminator_layers, discriminator_norm)
+        self.discriminator_b = PatchDiscriminator(d_in, discriminator_width, discriminator_layers, discriminator_norm)
+        self.metrics = TranslationMetrics()
+
+    # Not GenerativeModules (there is nothing to `sample`), but they need the same two training guards: the
+    # step-seeded noise that makes resume exact, and the non-finite check before an optimizer step.
+    noise_generator = GenerativeModule.noise_generator
+    check_finite = GenerativeModule.check_finite
+
+    # --- what a scheme says ------------------------------------------------------------------------------------
+    def history(self, fake_a: Tensor, fake_b: Tensor, rng: torch.Generator) -> tuple[Tensor, Tensor]:
+        """The fakes the discriminators are shown (default: this batch's)."""
+        return fake_a, fake_b
+
+    def reconstruction_losses(self, real_a: Tensor, real_b: Tensor, fake_a: Tensor, fake_b: Tensor) -> dict:
+        """The generator terms besides the adversarial one, weighted: `{name: scalar}`."""
+        raise NotImplementedError
+
+    # --- the contract --------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def translate(self, images: Tensor, direction: str = "AB") -> Tensor:
+        """Images (N, C, H, W) in [0, 1] of domain A ("AB") or B ("BA") -> the other domain, same shape, in [0, 1],
+        on the module's device, computed in eval mode without gradients."""
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be 'AB' or 'BA', got {direction!r}")
+        shape = tuple(self.hparams.image_shape)
+        if images.dim() != 4 or tuple(images.shape[1:]) != shape:
+            raise ValueError(f"translate expects images of shape (N, {', '.join(map(str, shape))}) in [0, 1], "
+                             f"got {tuple(images.shape)}")
+        net = self.generator_ab if direction == "AB" else self.generator_ba
+        was_training = self.training
+        self.eval()
+        try:
+            out = net(images.to(self.device, torch.float32) * 2 - 1)
+        finally:
+            self.train(was_training)
+        return ((out.float() + 1) / 2).clamp_(0, 1)
+
+    # --- training ----------------------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        h = self.hparams
+        opt_g = torch.optim.Adam(itertools.chain(self.generator_ab.parameters(), self.generator_ba.parameters()),
+                                 lr=h.lr, betas=tuple(h.betas))
+        opt_d = torch.optim.Adam(itertools.chain(self.discriminator_a.parameters(),
+                                                 self.discriminator_b.parameters()), lr=h.lr, betas=tuple(h.betas))
+        decay = lambda epoch: linear_decay(epoch, h.decay_start_epoch, h.decay_epochs)  # noqa: E731
+        schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, decay) for opt in (opt_g, opt_d)]
+        return [opt_g, opt_d], schedulers
+
+    def on_train_epoch_end(self) -> None:
+        # Manual optimization never steps schedulers. Lightning calls this before ModelCheckpoint's epoch-end
+        # save, so a checkpoint written at an epoch's end already holds the next epoch's learning rate.
+        for scheduler in self.lr_schedulers():
+            scheduler.step()
+
+    def judge(self, discriminator: torch.nn.Module, images: Tensor, source: Tensor) -> Tensor:
+        """Patch logits of `discriminator` for `images`, translated from `source` (pix2pix sees both)."""
+        return discriminator(torch.cat([source, images], 1) if self.judges_pairs else images)
+
+    def discriminator_loss(self, discriminator, real: Tensor, fake: Tensor, source: Tensor, rng) -> Tensor:
+        loss = self.gan_loss.discriminator(self.judge(discriminator, real, source),
+                                           self.judge(discriminator, fake, source))
+        if self.gan_loss.gradient_penalty:
+            critic = lambda x: self.judge(discriminator, x, source)  # noqa: E731
+            loss = loss + self.hparams.gp_weight * gradient_penalty(critic, real, fake, rng)
+        return loss
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        real_a, real_b = batch["image_a"] * 2 - 1, batch["image_b"] * 2 - 1  # (B, C, H, W) in [-1, 1]
+        opt_g, opt_d = self.optimizers()
+        rng = self.noise_generator(self.hparams.seed)
+        fake_b, fake_a = self.generator_ab(real_a), self.generator_ba(real_b)
+
+        with self.toggled_optimizer(opt_d):
+            shown_a, shown_b = self.history(fake_a.detach(), fake_b.detach(), rng)
+            loss_d = (self.discriminator_loss(self.discriminator_b, real_b, shown_b, real_a, rng)
+                      + self.discriminator_loss(self.discriminator_a, real_a, shown_a, real_b, rng))
+            self.check_finite(discriminator_loss=loss_d)
+            self.manual_backward(loss_d)
+            opt_d.step()
+            opt_d.zero_grad(set_to_none=True)
+
+        with self.toggled_optimizer(opt_g):
+            terms = {"adversarial": self.gan_loss.generator(self.judge(self.discriminator_b, fake_b, real_a))
+                     + self.gan_loss.generator(self.judge(self.discriminator_a, fake_a, real_b)),
+                     **self.reconstruction_losses(real_a, real_b, fake_a, fake_b)}
+            loss_g = sum(terms.values())
+            self.check_finite(generator_loss=loss_g)
+            self.manual_backward(loss_g)
+            opt_g.step()
+            opt_g.zero_grad(set_to_none=True)
+
+        self.log_dict({"train/loss_d": loss_d.detach(), "train/loss_g": loss_g.detach()}, prog_bar=True)
+        self.log_dict({f"train/{name}": value.detach() for name, value in terms.items()})
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Called inside opt.step(), after 16-mixed has unscaled the gradients (clipping earlier clips scaled ones).
+        if self.hparams.gradient_clip_val:
+            self.clip_gradients(optimizer, gradient_clip_val=self.hparams.gradient_clip_val,
+                                gradient_clip_algorithm="norm")
+
+    # --- validate / test: translation metrics; predict: pictures ------------------------------------------------
+    def _evaluate(self, stage: str, batch: dict[str, Tensor]) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        means = self.metrics.update(stage, self, batch, datamodule)
+        self.log_dict({f"{stage}/{name}": metric for name, metric in means.items()},
+                      batch_size=len(batch["image_a"]))
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._evaluate("val", batch)
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._evaluate("test", batch)
+
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        """`{"a_to_b": ..., "b_to_a": ...}`: one input | translation | cycle strip (C, H, 3W) per image, in
+        digit order (written by `ImageWriter`)."""
+        return strips(self, sorted_by_label(batch, "a"), sorted_by_label(batch, "b"))

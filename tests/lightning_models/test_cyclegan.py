@@ -1,0 +1,103 @@
+"""CycleGAN: loss wiring on hand-made networks, the history pool in the step, exact resume and DDP through the
+real CLI. (The step order, schedule and translate contract shared with pix2pix: test_translation.py.)"""
+
+import glob
+import os
+
+import pytest
+import torch
+import torch.nn as nn
+
+from lightning_models.cyclegan import CycleGAN
+from tests.helpers import CONFIGS, last_checkpoint, run_cli, run_cli_process, state_of, tiny_args
+from tests.lightning_models.translation_fixtures import one_thread  # noqa: F401 (autouse: one torch thread)
+from tests.lightning_models.translation_fixtures import Shift, fit, tiny
+from tests.test_training import assert_same_training_state, every_step_checkpoints
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+CONFIG = next(c for c in CONFIGS if os.path.basename(c) == "cyclegan_colored_mnist.yaml")
+
+
+def batch_pair(seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand(2, 3, 28, 28, generator=gen) * 2 - 1, torch.rand(2, 3, 28, 28, generator=gen) * 2 - 1
+
+
+def test_identity_generators_have_zero_cycle_and_identity_loss():
+    model = tiny(CycleGAN)
+    model.generator_ab = model.generator_ba = nn.Identity()
+    real_a, real_b = batch_pair()
+    terms = model.reconstruction_losses(real_a, real_b, fake_a=real_b, fake_b=real_a)
+    assert set(terms) == {"cycle", "identity"}
+    assert terms["cycle"] == 0 and terms["identity"] == 0
+
+
+def test_cycle_and_identity_terms_on_shifting_generators():
+    # G_AB(x) = x + 0.5, G_BA(x) = x - 0.25: every round trip is off by 0.25; G_BA moves an A image by 0.25
+    # and G_AB a B image by 0.5.
+    model = tiny(CycleGAN, cycle_weight=2.0, identity_weight=3.0)
+    model.generator_ab, model.generator_ba = Shift(0.5), Shift(-0.25)
+    real_a, real_b = batch_pair()
+    terms = model.reconstruction_losses(real_a, real_b, model.generator_ba(real_b), model.generator_ab(real_a))
+    torch.testing.assert_close(terms["cycle"], torch.tensor(2.0 * (0.25 + 0.25)))
+    torch.testing.assert_close(terms["identity"], torch.tensor(3.0 * (0.25 + 0.5)))
+
+
+def test_plain_translator_has_only_the_adversarial_term(mnist_dir):
+    model = tiny(CycleGAN, cycle_weight=0.0, identity_weight=0.0)
+    real_a, real_b = batch_pair()
+    assert model.reconstruction_losses(real_a, real_b, real_b, real_a) == {}
+    trainer = fit(model, mnist_dir, max_steps=2)
+    assert "train/adversarial" in trainer.callback_metrics and "train/cycle" not in trainer.callback_metrics
+
+
+def test_discriminators_see_fakes_through_the_pools(mnist_dir):
+    model = tiny(CycleGAN, pool_size=12)
+    seen = []
+    judge = model.judge
+    model.judge = lambda d, images, source: seen.append(images.detach().clone()) or judge(d, images, source)
+    fit(model, mnist_dir, max_steps=4)  # 2 batches of 8: the 12-image pools fill and start swapping
+    assert int(model.pool_a.count) == int(model.pool_b.count) == 12
+    # per batch, the D step judges real_b, shown_b, real_a, shown_a; shown_b of batch 2 holds stored images
+    shown_b2 = seen[6 + 1]
+    stored = model.pool_b.images
+    assert any(torch.equal(img, s) for img in shown_b2 for s in stored)
+    with pytest.raises(ValueError, match="--model.cycle_weight"):
+        tiny(CycleGAN, cycle_weight=-1.0)
+
+
+@pytest.mark.parametrize("interruption", ["mid_epoch_checkpoint", "stopped_at_epoch_end"])
+def test_resume_reproduces_uninterrupted_run(interruption, mnist_dir, tmp_path):
+    # Unpaired fixture: 28 images per domain / batch 8 = 3 batches (6 steps) per epoch. The learning rate decays
+    # from epoch 1 and the pools (buffers in the state dict) fill and swap, so resume must restore both.
+    common = ["--config", every_step_checkpoints(tmp_path, 10), "--trainer.deterministic", "true",
+              "--model.decay_start_epoch", "1", "--model.decay_epochs", "3"]
+    full, resumed = str(tmp_path / "full"), str(tmp_path / "resumed")
+    run_cli("fit", tiny_args(CONFIG, mnist_dir, full, *common, "--trainer.max_steps", "20"))
+    if interruption == "mid_epoch_checkpoint":
+        (start,) = glob.glob(os.path.join(full, "*", "checkpoints", "epoch=1-step=10.ckpt"))
+    else:  # a run stopped by max_steps at the end of epoch 1 (after its scheduler step), resumed from last.ckpt
+        run_cli("fit", tiny_args(CONFIG, mnist_dir, resumed, *common, "--trainer.max_steps", "12"))
+        start = last_checkpoint(resumed)
+    run_cli("fit", tiny_args(CONFIG, mnist_dir, resumed, *common, "--trainer.max_steps", "20", "--ckpt_path", start))
+    a, b = state_of(last_checkpoint(full)), state_of(last_checkpoint(resumed))
+    assert_same_training_state(a, b)
+    assert a["lr_schedulers"] == b["lr_schedulers"] and a["lr_schedulers"][0]["last_epoch"] == 3
+    assert int(a["state_dict"]["pool_a.count"]) == 4  # (the tiny config's pool size)
+
+
+def test_ddp_two_processes_keep_all_four_networks_identical(mnist_dir, tmp_path):
+    out = str(tmp_path / "weights")
+    dump = tmp_path / "dump.yaml"
+    dump.write_text(f"trainer:\n  callbacks:\n    - class_path: tests.helpers.DumpWeights\n"
+                    f"      init_args: {{out_dir: {out}}}\n")
+    # plain "ddp": the CLI turns on find_unused_parameters (each step leaves two of the four networks idle)
+    result = run_cli_process("fit", tiny_args(CONFIG, mnist_dir, str(tmp_path / "runs"), "--config", str(dump),
+                                              "--trainer.devices", "2", "--trainer.strategy", "ddp",
+                                              "--data.batch_size", "4", "--trainer.max_steps", "6"),
+                             env={"OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    w0, w1, start = (torch.load(os.path.join(out, name)) for name in ("rank0_end.pt", "rank1_end.pt", "rank0_start.pt"))
+    assert all(torch.equal(w0[k], w1[k]) for k in w0)
+    for prefix in ("generator_ab.", "generator_ba.", "discriminator_a.", "discriminator_b."):
+        assert any(not torch.equal(w0[k], start[k]) for k in w0 if k.startswith(prefix)), prefix

@@ -1,0 +1,97 @@
+"""The step, schedule and contract CycleGAN and pix2pix share (lightning_models/translation.py)."""
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from lightning_models.cyclegan import CycleGAN
+from lightning_models.pix2pix import Pix2Pix
+from lightning_models.translation import linear_decay
+from tests.lightning_models.translation_fixtures import one_thread  # noqa: F401 (autouse: one torch thread)
+from tests.lightning_models.translation_fixtures import fit, tiny
+
+SCHEMES = [CycleGAN, Pix2Pix]
+NETWORKS = ("generator_ab", "generator_ba", "discriminator_a", "discriminator_b")
+
+
+class StepSpy(pl.Callback):
+    """Records, at every optimizer step, which networks the optimizer holds, which have gradients and which
+    are trainable (toggled_optimizer freezes the others)."""
+
+    def __init__(self) -> None:
+        self.steps = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+
+        def which(test):
+            return {name for name in NETWORKS if all(test(p) for p in getattr(pl_module, name).parameters())}
+
+        self.steps.append({"optimizer": which(lambda p: id(p) in held), "grads": which(lambda p: p.grad is not None),
+                           "no_grads": which(lambda p: p.grad is None),
+                           "trainable": which(lambda p: p.requires_grad)})
+
+
+@pytest.mark.parametrize("cls", SCHEMES, ids=lambda c: c.__name__)
+def test_discriminator_step_then_generator_step_each_with_only_its_networks(cls, mnist_dir):
+    spy = StepSpy()
+    model = tiny(cls)
+    before = {name: [p.clone() for p in getattr(model, name).parameters()] for name in NETWORKS}
+    trainer = fit(model, mnist_dir, max_steps=4, callbacks=[spy])
+    assert trainer.global_step == 4 and trainer.fit_loop.epoch_loop.batch_progress.total.completed == 2
+    d_nets, g_nets = {"discriminator_a", "discriminator_b"}, {"generator_ab", "generator_ba"}
+    for step, expected in zip(spy.steps, [d_nets, g_nets] * 2, strict=True):
+        assert step["optimizer"] == expected  # the step's optimizer holds exactly these networks ...
+        assert step["grads"] == expected and step["no_grads"] == set(NETWORKS) - expected  # ... which alone have grads
+        assert step["trainable"] == expected  # and the others are frozen during the step
+    for name in NETWORKS:  # all four networks learned
+        assert any(not torch.equal(a, b) for a, b in zip(before[name], getattr(model, name).parameters())), name
+
+
+@pytest.mark.parametrize("cls", SCHEMES, ids=lambda c: c.__name__)
+def test_translate_contract(cls):
+    model = tiny(cls)
+    model.train()
+    images = torch.rand(5, 3, 28, 28)
+    for direction in ("AB", "BA"):
+        out = model.translate(images, direction)
+        assert out.shape == images.shape and out.device == model.device
+        assert out.min() >= 0 and out.max() <= 1 and not out.requires_grad
+    assert model.training  # restored
+    assert not torch.equal(model.translate(images, "AB"), model.translate(images, "BA"))  # two generators
+    with pytest.raises(ValueError, match="direction must be 'AB' or 'BA'"):
+        model.translate(images, "AA")
+    with pytest.raises(ValueError, match=r"shape \(N, 3, 28, 28\)"):
+        model.translate(images[:, :1])
+
+
+def test_linear_decay_schedule():
+    assert [linear_decay(e, start=2, length=4) for e in range(8)] == [1, 1, 1, 0.75, 0.5, 0.25, 0, 0]
+    assert linear_decay(50, start=0, length=0) == 1.0
+
+
+def test_schedulers_are_stepped_at_each_epoch_end(mnist_dir):
+    # paired fixture: 56 training images / 8 = 7 batches per epoch; 3 epochs
+    seen = []
+
+    class LearningRates(pl.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            seen.append([opt.param_groups[0]["lr"] for opt in trainer.optimizers])
+
+    fit(tiny(Pix2Pix, lr=1e-3, decay_start_epoch=1, decay_epochs=2), mnist_dir, max_steps=-1, max_epochs=3,
+        callbacks=[LearningRates()], limit_val_batches=0)
+    assert seen == [[1e-3, 1e-3], [1e-3, 1e-3], [5e-4, 5e-4]]
+
+
+def test_unknown_loss_and_generator_name_the_option():
+    with pytest.raises(ValueError, match="--model.loss must be one of"):
+        tiny(CycleGAN, loss="wasserstein")
+    with pytest.raises(ValueError, match="--model.generator must be 'resnet' or 'unet'"):
+        tiny(Pix2Pix, generator="vit")
+    with pytest.raises(ValueError, match="--model.downsamplings"):
+        tiny(CycleGAN, image_shape=(3, 30, 30))
+
+
+def test_wgan_gp_loss_trains(mnist_dir):
+    trainer = fit(tiny(Pix2Pix, loss="wgan_gp"), mnist_dir, max_steps=2)
+    assert torch.isfinite(trainer.callback_metrics["train/loss_d"])
