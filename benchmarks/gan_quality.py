@@ -67,17 +67,36 @@ def classifier(dataset: str, data: str, work: str, record) -> str:
     return root
 
 
-def gan(model: str, loss: str, dataset: str, data: str, work: str, batches: int, classifier_root: str, record):
-    root = os.path.join(work, f"{model}_{dataset}_{loss}_{batches}")
+def gan(model: str, loss: str, dataset: str, data: str, work: str, batches: int, classifier_root: str, record,
+        extra: list[str] = (), tag: str = ""):
+    root = os.path.join(work, f"{model}_{dataset}_{loss}_{batches}{tag and '_' + tag}")
     config = os.path.join(REPO, "configs", f"{model}_mnist.yaml")
     common = ["--config", config, *data_args(dataset, data), "--trainer.default_root_dir", root,
-              "--model.loss", loss, "--model.ema_decay", "0.995", *QUIET]
+              "--model.loss", loss, "--model.ema_decay", "0.995", *QUIET, *extra]
     start = time.time()
     run("fit", [*common, "--trainer.max_steps", str(2 * batches), "--trainer.max_epochs", "-1"])
     seconds = time.time() - start
     metrics = run("test", [*common, "--ckpt_path", "last", "--model.classifier_path", classifier_root])
-    record({"kind": "gan", "model": model, "dataset": dataset, "loss": loss, "batches": batches,
+    record({"kind": "gan", "model": model + (f" ({tag})" if tag else ""), "dataset": dataset, "loss": loss, "batches": batches,
             "train_seconds": round(seconds, 1), **{k[5:]: round(float(v), 4) for k, v in metrics.items()}})
+
+
+def table(results: str) -> str:
+    """The Markdown table of everything in `results` (quality.jsonl)."""
+    with open(results) as f:
+        rows = [json.loads(line) for line in f]
+    out = ["| dataset | model | loss | batches | train s | conditional acc. | class coverage | min class frac. "
+           "| FD (classifier) | confidence |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r["kind"] == "classifier":
+            out.append(f"| {r['dataset']} | classifier | – | – | {r['seconds']} | test accuracy {r['test_accuracy']:.4f} "
+                       "| | | | |")
+            continue
+        acc = f"{r['conditional_accuracy']:.4f}" if "conditional_accuracy" in r else "–"
+        out.append(f"| {r['dataset']} | {r['model']} | {r['loss']} | {r['batches']} | {r['train_seconds']} | {acc} | "
+                   f"{r['class_coverage']:.2f} | {r['min_class_fraction']:.4f} | {r['fid_classifier']:.2f} | "
+                   f"{r['classifier_confidence']:.3f} |")
+    return "\n".join(out)
 
 
 def main(argv=None) -> None:
@@ -87,9 +106,16 @@ def main(argv=None) -> None:
     parser.add_argument("--models", nargs="+", default=["cgan", "dcgan"])
     parser.add_argument("--losses", nargs="+", default=["non_saturating", "lsgan", "saturating"])
     parser.add_argument("--work", default=os.path.join(REPO, "benchmarks", "_work"))
+    parser.add_argument("--extra", action="append", default=[], help="more CLI options for the GANs, e.g. "
+                        "--extra=--model.minibatch_std --extra=true")
+    parser.add_argument("--tag", default="", help="names runs with --extra options apart")
+    parser.add_argument("--table", action="store_true", help="only print the table of what is measured")
     args = parser.parse_args(argv)
     os.makedirs(args.work, exist_ok=True)
     results = os.path.join(args.work, "quality.jsonl")
+    if args.table:
+        print(table(results))
+        return
 
     def record(row: dict) -> None:
         print(json.dumps(row), flush=True)
@@ -105,8 +131,11 @@ def main(argv=None) -> None:
         classifier_root = classifier(dataset, data, args.work, record)
         for model in args.models:
             for loss in args.losses:
-                if (model, dataset, loss, args.batches) not in done:
-                    gan(model, loss, dataset, data, args.work, args.batches, classifier_root, record)
+                name = model + (f" ({args.tag})" if args.tag else "")
+                if (name, dataset, loss, args.batches) not in done:
+                    gan(model, loss, dataset, data, args.work, args.batches, classifier_root, record, args.extra,
+                        args.tag)
+    print(table(results))
 
 
 if __name__ == "__main__":

@@ -103,7 +103,7 @@ class ConvVAEEncoder(nn.Module):
 class ConvVAEDecoder(nn.Module):
     """A hidden fully connected ReLU layer, then `ConvDecoder` (projection to S0 x S0, stride-2 transposed
     convolutions) emitting pixel logits. Without the hidden layer the first feature map is a ReLU of a *linear*
-    function of the code, and a 3-d code learned color far more slowly (benchmarks/RESULTS_vae.md).
+    function of the code, and a 3-d code learned color far more slowly (benchmarks/RESULTS.md, VAE section).
 
     Args:
         in_features: size of the latent vector.

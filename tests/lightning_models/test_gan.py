@@ -164,3 +164,16 @@ def test_clipping_sees_unscaled_gradients(mnist_dir, precision):
     # by the scaler after this hook, and its gradients are inf: allowed)
     assert all(0.005 < n <= 0.0101 or n != n or n == float("inf") for n in norms), norms
     assert sum(0.005 < n <= 0.0101 for n in norms) >= 4, norms
+
+
+def test_minibatch_std_lets_the_discriminator_see_batch_variety():
+    from lightning_models.networks.dcgan import Discriminator
+
+    torch.manual_seed(0)
+    x = torch.rand(8, 1, 28, 28)
+    plain = Discriminator((1, 28, 28), 8).eval()  # eval: spectral norm stops its power iteration
+    seeing = Discriminator((1, 28, 28), 8, minibatch_std=True).eval()
+    same = x[:1].expand(8, -1, -1, -1)
+    # the score of image 0 does not depend on its batch mates without the option, and does with it
+    torch.testing.assert_close(plain(x)[0], plain(same)[0])
+    assert not torch.allclose(seeing(x)[0], seeing(same)[0])
