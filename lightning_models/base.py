@@ -18,7 +18,37 @@ class NonFiniteLossError(RuntimeError):
     """Raised before an optimizer step would apply a NaN/inf loss, so no checkpoint ever holds such weights."""
 
 
-class GenerativeModule(pl.LightningModule):
+class TrainingModule(pl.LightningModule):
+    """What every training scheme of the collection uses, generative or not: step-keyed noise (exact resume,
+    per-rank draws) and the non-finite-loss guard."""
+
+    # --- reproducible noise -----------------------------------------------------------------------------------
+    def noise_generator(self, seed: int) -> torch.Generator:
+        """A generator on this device seeded from (seed, rank, global_step).
+
+        The training noise is a pure function of the step, so a resumed run draws exactly what the uninterrupted
+        one drew, and DDP ranks draw different noise, with no RNG state to save in checkpoints.
+        """
+        gen = getattr(self, "_noise_gen", None)
+        if gen is None or gen.device != self.device:
+            gen = self._noise_gen = torch.Generator(device=self.device)
+        rank = self.trainer.global_rank if self._trainer is not None else 0
+        gen.manual_seed((seed * 1_000_003 + rank) * 998_244_353 + self.global_step)
+        return gen
+
+    def check_finite(self, **losses: Tensor) -> None:
+        """Stops training (before any optimizer step) when a loss is NaN/inf, naming the step and the loss."""
+        for name, value in losses.items():
+            if not torch.isfinite(value).all():
+                raise NonFiniteLossError(
+                    f"non-finite {name} ({value.item()}) at global step {self.global_step} (epoch "
+                    f"{self.current_epoch}); training stopped before the optimizer step, so no checkpoint holds "
+                    "these weights. Lower the learning rate, enable --model.gradient_clip_val, or try another "
+                    "--model.loss, then resume from last.ckpt."
+                )
+
+
+class GenerativeModule(TrainingModule):
     """Base of the generative models: `sample(n, labels)` -> (n, C, H, W) in [0, 1], and their test metrics.
 
     Subclasses set `self.conditional` and `self.num_classes` and implement `generate`. `cli.py test` draws
@@ -70,31 +100,6 @@ class GenerativeModule(pl.LightningModule):
             self.train(was_training)
         low, high = self.output_range
         return ((images.float() - low) / (high - low)).clamp_(0, 1)
-
-    # --- reproducible noise -----------------------------------------------------------------------------------
-    def noise_generator(self, seed: int) -> torch.Generator:
-        """A generator on this device seeded from (seed, rank, global_step).
-
-        The training noise is a pure function of the step, so a resumed run draws exactly what the uninterrupted
-        one drew, and DDP ranks draw different noise, with no RNG state to save in checkpoints.
-        """
-        gen = getattr(self, "_noise_gen", None)
-        if gen is None or gen.device != self.device:
-            gen = self._noise_gen = torch.Generator(device=self.device)
-        rank = self.trainer.global_rank if self._trainer is not None else 0
-        gen.manual_seed((seed * 1_000_003 + rank) * 998_244_353 + self.global_step)
-        return gen
-
-    def check_finite(self, **losses: Tensor) -> None:
-        """Stops training (before any optimizer step) when a loss is NaN/inf, naming the step and the loss."""
-        for name, value in losses.items():
-            if not torch.isfinite(value).all():
-                raise NonFiniteLossError(
-                    f"non-finite {name} ({value.item()}) at global step {self.global_step} (epoch "
-                    f"{self.current_epoch}); training stopped before the optimizer step, so no checkpoint holds "
-                    "these weights. Lower the learning rate, enable --model.gradient_clip_val, or try another "
-                    "--model.loss, then resume from last.ckpt."
-                )
 
     # --- cli.py test: sample quality in a classifier's feature space -----------------------------------------------
     def on_test_epoch_start(self) -> None:

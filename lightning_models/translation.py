@@ -12,11 +12,10 @@ for the discriminators). Lightning's `global_step` counts optimizer steps: a bat
 from __future__ import annotations
 
 import itertools
-import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from lightning_models.base import GenerativeModule
+from lightning_models.base import TrainingModule
 from lightning_models.losses import get_loss, gradient_penalty
 from lightning_models.networks.conv import Norm
 from lightning_models.networks.translation import GeneratorKind, PatchDiscriminator, make_generator
@@ -33,7 +32,7 @@ def linear_decay(epoch: int, start: int, length: int) -> float:
     return max(0.0, 1.0 - max(0, epoch - start) / length)
 
 
-class TranslationModule(pl.LightningModule):
+class TranslationModule(TrainingModule):
     """Base of the image-to-image translation schemes (use `CycleGAN` or `Pix2Pix`). Batches hold
     `image_a`, `image_b` (B, C, H, W) in [0, 1] and digit labels (`label`, or `label_a`/`label_b`).
 
@@ -96,10 +95,6 @@ class TranslationModule(pl.LightningModule):
         self.discriminator_b = PatchDiscriminator(d_in, discriminator_width, discriminator_layers, discriminator_norm)
         self.metrics = TranslationMetrics()
 
-    # Not GenerativeModules (there is nothing to `sample`), but they need the same two training guards: the
-    # step-seeded noise that makes resume exact, and the non-finite check before an optimizer step.
-    noise_generator = GenerativeModule.noise_generator
-    check_finite = GenerativeModule.check_finite
 
     # --- what a scheme says ------------------------------------------------------------------------------------
     def history(self, fake_a: Tensor, fake_b: Tensor, rng: torch.Generator) -> tuple[Tensor, Tensor]:
