@@ -27,8 +27,13 @@ def log_images(trainer: pl.Trainer, key: str, grid: Tensor, step: int) -> None:
             logger.experiment.add_image(key, grid.float().cpu(), global_step=step)
 
 
-def _image_root(trainer: pl.Trainer) -> str:
-    return run_dir(trainer) or trainer.default_root_dir
+def publish_grid(trainer: pl.Trainer, name: str, grid: Tensor, file_prefix: str = "") -> None:
+    """Writes a training-time grid as `<run>/samples/<file_prefix>step_XXXXXXX.png` and logs it as
+    `samples/<name>` to every logger that takes images."""
+    folder = os.path.join(run_dir(trainer) or trainer.default_root_dir, "samples")
+    os.makedirs(folder, exist_ok=True)
+    save_image(grid, os.path.join(folder, f"{file_prefix}step_{trainer.global_step:07d}.png"))
+    log_images(trainer, f"samples/{name}", grid, trainer.global_step)
 
 
 class SampleGrid(pl.Callback):
@@ -61,11 +66,7 @@ class SampleGrid(pl.Callback):
         rng = torch.Generator(device=pl_module.device).manual_seed(self.seed)
         images = pl_module.sample(n, labels, generator=rng)
         nrow = n // pl_module.num_classes if labels is not None else int(n**0.5)
-        grid = make_grid(images, nrow=nrow, padding=2, pad_value=1.0)
-        folder = os.path.join(_image_root(trainer), "samples")
-        os.makedirs(folder, exist_ok=True)
-        save_image(grid, os.path.join(folder, f"step_{trainer.global_step:07d}.png"))
-        log_images(trainer, "samples/grid", grid, trainer.global_step)
+        publish_grid(trainer, "grid", make_grid(images, nrow=nrow, padding=2, pad_value=1.0))
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
         bucket = trainer.global_step // self.every_n_steps

@@ -12,7 +12,6 @@ input | translation | cycle strips, per digit.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pytorch_lightning as pl
@@ -21,10 +20,10 @@ import torch.nn as nn
 from pytorch_lightning.utilities import rank_zero_only
 from torch import Tensor
 from torchmetrics.aggregation import MeanMetric
-from torchvision.utils import make_grid, save_image
+from torchvision.utils import make_grid
 
 from datamodules.colored_mnist import dominant_color
-from lightning_models.callbacks import SampleGrid, log_images, run_dir
+from lightning_models.callbacks import SampleGrid, publish_grid
 
 #: A pixel is foreground when its brightest channel exceeds this (painting scales a color by the stroke's gray
 #: level, and the named colors have a channel at 1, so this is the gray level; it skips faint generator haze).
@@ -144,9 +143,6 @@ class TranslationStrips(SampleGrid):
 
     @rank_zero_only
     def log_grid(self, trainer: pl.Trainer, pl_module: Any) -> None:
-        folder = os.path.join(run_dir(trainer) or trainer.default_root_dir, "samples")
-        os.makedirs(folder, exist_ok=True)
         for name, rows in translation_rows(pl_module, *self.examples(trainer, pl_module)).items():
             grid = make_grid(torch.cat(rows), nrow=len(rows[0]), padding=2, pad_value=1.0)
-            save_image(grid, os.path.join(folder, f"{name}_step_{trainer.global_step:07d}.png"))
-            log_images(trainer, f"samples/{name}", grid, trainer.global_step)
+            publish_grid(trainer, name, grid, file_prefix=f"{name}_")
