@@ -4,6 +4,11 @@ Per batch: `n_critic` discriminator steps, then one generator step, each scoped 
 The fake batch of the last critic step is made once and reused for the generator step (`fake.detach()` for D).
 Note that Lightning's `global_step` counts optimizer steps: a batch is `n_critic + 1` steps, and `max_steps`
 means the same.
+
+Other adversarial models of the collection (latent-space GANs, InfoGAN) subclass `GAN` and change only its
+hooks, never the step: `build_networks` (which generator / discriminator), `real_inputs` (what D sees as real),
+`draw_latent` (the generator's input), `discriminate` (D's logits plus any auxiliary output, e.g. a Q head) and
+`auxiliary_loss` (a term added to both the D and the G loss, e.g. InfoGAN's mutual information).
 """
 
 from __future__ import annotations
@@ -84,15 +89,40 @@ class GAN(GenerativeModule):
             raise ValueError(f"--model.ema_decay must be in (0, 1) or null, got {ema_decay}")
         self.conditional = conditional
         self.num_classes = num_classes
-        cond_classes = num_classes if conditional else 0
-        self.generator = Generator(latent_dim, tuple(image_shape), generator_width, cond_classes, generator_norm)
-        self.discriminator = Discriminator(tuple(image_shape), discriminator_width, cond_classes, discriminator_norm,
-                                           minibatch_std)
+        self.generator, self.discriminator = self.build_networks()
         self.generator_ema = None
         if ema_decay is not None:
             self.generator_ema = AveragedModel(self.generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay),
                                                use_buffers=True)
             self.generator_ema.requires_grad_(False)
+
+    # --- hooks for subclasses -------------------------------------------------------------------------------------
+    def build_networks(self) -> tuple[torch.nn.Module, torch.nn.Module]:
+        """(generator, discriminator): generator(z, labels) -> fake, discriminator(x, labels) -> logits (B,).
+        Called at the end of `__init__`, with `self.hparams`, `self.conditional`, `self.num_classes` set."""
+        h = self.hparams
+        cond_classes = self.num_classes if self.conditional else 0
+        generator = Generator(h.latent_dim, tuple(h.image_shape), h.generator_width, cond_classes, h.generator_norm)
+        discriminator = Discriminator(tuple(h.image_shape), h.discriminator_width, cond_classes,
+                                      h.discriminator_norm, h.minibatch_std)
+        return generator, discriminator
+
+    def real_inputs(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor | None]:
+        """(what the discriminator sees as real, labels or None) from a training batch."""
+        return batch["image"] * 2 - 1, (batch["label"] if self.conditional else None)  # images in [-1, 1]
+
+    def draw_latent(self, n: int, generator: torch.Generator | None) -> Tensor:
+        """The generator's input for `n` samples (plain N(0, I) noise here)."""
+        return torch.randn(n, self.hparams.latent_dim, device=self.device, generator=generator)
+
+    def discriminate(self, x: Tensor, labels: Tensor | None) -> tuple[Tensor, object]:
+        """(logits (B,), auxiliary output for `auxiliary_loss`)."""
+        return self.discriminator(x, labels), None
+
+    def auxiliary_loss(self, aux: object, latent: Tensor, labels: Tensor | None) -> Tensor | None:
+        """A term added to both the discriminator and the generator loss, computed on the fake batch from
+        `discriminate`'s auxiliary output and the latent it was made from (None = no such term)."""
+        return None
 
     def configure_optimizers(self):
         h = self.hparams
@@ -101,36 +131,45 @@ class GAN(GenerativeModule):
         return opt_g, opt_d
 
     def generate(self, n: int, labels: Tensor | None, generator: torch.Generator | None) -> Tensor:
-        z = torch.randn(n, self.hparams.latent_dim, device=self.device, generator=generator)
+        z = self.draw_latent(n, generator)
         net = self.generator_ema.module if self.generator_ema is not None else self.generator
         return net(z, labels)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        real = batch["image"] * 2 - 1  # (B, C, H, W) in [-1, 1]
-        labels = batch["label"] if self.conditional else None
+        real, labels = self.real_inputs(batch)
         opt_g, opt_d = self.optimizers()
         rng = self.noise_generator(self.hparams.seed)
         loss = self.gan_loss
+        logs = {}
 
         for i in range(self.hparams.n_critic):
-            z = torch.randn(real.shape[0], self.hparams.latent_dim, device=self.device, generator=rng)
+            z = self.draw_latent(real.shape[0], rng)
             last = i == self.hparams.n_critic - 1
             with torch.set_grad_enabled(last):  # only the last fake feeds the generator step
                 fake = self.generator(z, labels)
             with self.toggled_optimizer(opt_d):
-                real_logits = self.discriminator(real, labels)
-                fake_logits = self.discriminator(fake.detach(), labels)
+                real_logits, _ = self.discriminate(real, labels)
+                fake_logits, fake_aux = self.discriminate(fake.detach(), labels)
                 loss_d = loss.discriminator(real_logits, fake_logits)
                 if loss.gradient_penalty:
-                    gp = gradient_penalty(lambda x: self.discriminator(x, labels), real, fake, rng)
+                    gp = gradient_penalty(lambda x: self.discriminate(x, labels)[0], real, fake, rng)
                     loss_d = loss_d + self.hparams.gp_weight * gp
+                aux_d = self.auxiliary_loss(fake_aux, z, labels)
+                if aux_d is not None:
+                    loss_d = loss_d + aux_d
+                    logs["train/loss_aux_d"] = aux_d.detach()
                 self.check_finite(discriminator_loss=loss_d)
                 self.manual_backward(loss_d)
                 opt_d.step()
                 opt_d.zero_grad(set_to_none=True)
 
         with self.toggled_optimizer(opt_g):
-            loss_g = loss.generator(self.discriminator(fake, labels))
+            gen_logits, gen_aux = self.discriminate(fake, labels)
+            loss_g = loss.generator(gen_logits)
+            aux_g = self.auxiliary_loss(gen_aux, z, labels)
+            if aux_g is not None:
+                loss_g = loss_g + aux_g
+                logs["train/loss_aux_g"] = aux_g.detach()
             self.check_finite(generator_loss=loss_g)
             self.manual_backward(loss_g)
             opt_g.step()
@@ -139,7 +178,8 @@ class GAN(GenerativeModule):
             self.generator_ema.update_parameters(self.generator)
 
         self.log_dict({"train/loss_d": loss_d.detach(), "train/loss_g": loss_g.detach()}, prog_bar=True)
-        self.log_dict({"train/d_real": real_logits.detach().mean(), "train/d_fake": fake_logits.detach().mean()})
+        self.log_dict({"train/d_real": real_logits.detach().mean(), "train/d_fake": fake_logits.detach().mean(),
+                       **logs})
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Called by Lightning inside opt.step(), after 16-mixed has unscaled the gradients (clipping earlier

@@ -78,8 +78,9 @@ def get_loss(name: str) -> GANLoss:
 
 
 def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, rng: torch.Generator) -> Tensor:
-    """WGAN-GP: E[(||grad_x D(x)||_2 - 1)^2] at random points between real and fake images (Gulrajani et al.)."""
-    eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype, generator=rng)
+    """WGAN-GP: E[(||grad_x D(x)||_2 - 1)^2] at random points between real and fake inputs (Gulrajani et al.)."""
+    shape = (real.shape[0],) + (1,) * (real.dim() - 1)  # images (B, C, H, W) or latent codes (B, D)
+    eps = torch.rand(shape, device=real.device, dtype=real.dtype, generator=rng)
     mixed = (eps * real + (1 - eps) * fake.detach()).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(mixed).sum(), mixed, create_graph=True)
     return (grad.flatten(1).norm(2, dim=1) - 1).pow(2).mean()

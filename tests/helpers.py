@@ -34,6 +34,24 @@ TINY_DATA = {
     "CelebADataModule": ["--data.batch_size", "4", "--data.image_size", "32"],
 }
 
+# Per model class that starts from another model's checkpoint: (the upstream config, the option naming its
+# checkpoint). `tiny_args` trains the upstream config tiny (once per data folder) and passes its last.ckpt.
+UPSTREAM: dict[str, tuple[str, str]] = {}
+_upstream_cache: dict[tuple[str, str], str] = {}
+
+
+def upstream_checkpoint(config_name: str, data_dir: str) -> str:
+    """last.ckpt of `configs/<config_name>` trained for 4 steps on `data_dir`, written next to it (cached)."""
+    key = (config_name, os.path.abspath(data_dir))
+    if key not in _upstream_cache or not os.path.isfile(_upstream_cache[key]):
+        data_dir = os.path.abspath(data_dir)
+        root = os.path.join(os.path.dirname(data_dir), f"upstream_{os.path.basename(data_dir)}",
+                            config_name.removesuffix(".yaml"))
+        run_cli("fit", tiny_args(os.path.join(REPO, "configs", config_name), data_dir, root, "--trainer.max_steps",
+                                 "4"))
+        _upstream_cache[key] = last_checkpoint(root)
+    return _upstream_cache[key]
+
 
 def config_classes(config: str) -> tuple[str, str]:
     """(model class name, datamodule class name) a config names."""
@@ -45,7 +63,12 @@ def config_classes(config: str) -> tuple[str, str]:
 def tiny_args(config: str, data_dir: str, root: str, *extra: str) -> list[str]:
     """CLI arguments that run `config` on the fixture data in `data_dir`, writing under `root`, without W&B."""
     model, data = config_classes(config)
-    return ["--config", config, *TINY_MODEL.get(model, []), *TINY_DATA.get(data, []), "--data.data_dir", data_dir,
+    upstream = []
+    if model in UPSTREAM:
+        upstream_config, option = UPSTREAM[model]
+        upstream = [option, upstream_checkpoint(upstream_config, data_dir)]
+    return ["--config", config, *TINY_MODEL.get(model, []), *TINY_DATA.get(data, []), *upstream,
+            "--data.data_dir", data_dir,
             "--trainer.default_root_dir", root, "--trainer.logger", "false", "--trainer.enable_progress_bar",
             "false", "--trainer.enable_model_summary", "false", "--trainer.accelerator", "cpu", *extra]
 
