@@ -7,7 +7,8 @@ shape, number of classes) is linked into the model, so the two cannot disagree. 
 - plain `--trainer.strategy ddp` works for adversarial models (their steps leave one network without gradients);
 - W&B logs offline when no W&B credentials are set up (`wandb sync` uploads later); `WANDB_MODE=disabled` or
   `--trainer.logger false` turns it off;
-- a non-finite loss ends the run with one message and exit code 1.
+- a non-finite loss ends the run with one message and exit code 1; bad input (missing or corrupt files, a
+  checkpoint of another model, an unwritable folder) with one `error:` line and exit code 2.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 import warnings
 from typing import Any
 
+import torch
 from pytorch_lightning import LightningModule, Trainer
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
@@ -69,6 +71,20 @@ class GenerativeCLI(LightningCLI):
             config["strategy"] = "ddp_find_unused_parameters_true"
         return super()._instantiate_trainer(config, callbacks)
 
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI replaces the config's model by the class and options saved in the checkpoint; a checkpoint
+        # of another model would silently swap the model. Refuse it, naming both.
+        sub = self.config.get("subcommand")
+        ckpt = self.config[sub].get("ckpt_path") if sub else None
+        if ckpt and os.path.isfile(ckpt):
+            saved = torch.load(ckpt, weights_only=True, map_location="cpu").get("hyper_parameters", {})
+            saved_class = saved.get("_class_path")
+            wanted = self.config[sub].get("model", {}).get("class_path")
+            if saved_class and wanted and saved_class.rsplit(".", 1)[-1] != wanted.rsplit(".", 1)[-1]:
+                raise ValueError(f"--ckpt_path {ckpt} holds a {saved_class}, but the config's model is {wanted}: "
+                                 "pass that run's config (its config.yaml) or a checkpoint of this model")
+        super()._parse_ckpt_path()
+
     def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
         kwargs = super()._prepare_subcommand_kwargs(subcommand)
         ckpt = kwargs.get("ckpt_path")
@@ -108,13 +124,25 @@ def _default_wandb_mode() -> None:
     os.environ["WANDB_MODE"] = "offline"
 
 
+#: What bad input raises in this collection (missing/corrupt files, wrong options, unwritable folders, a checkpoint
+#: of another model): `main` prints the message alone and exits with 2. Set GENERATIVE_TRACEBACK=1 to see where.
+INPUT_ERRORS = (FileNotFoundError, NotADirectoryError, PermissionError, ValueError)
+
+
 def main(args: list[str] | None = None) -> int:
+    """Runs the CLI; returns the exit code: 0 done, 1 a non-finite loss stopped training, 2 bad input (one
+    `error: ...` line; option and config errors exit with 2 from the argument parser, with usage)."""
     _default_wandb_mode()
     try:
         GenerativeCLI(args=args)
     except NonFiniteLossError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except INPUT_ERRORS as err:
+        if os.environ.get("GENERATIVE_TRACEBACK"):
+            raise
+        print(f"error: {err}\n(set GENERATIVE_TRACEBACK=1 to see the traceback)", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -32,9 +32,53 @@ class TrainingModule(pl.LightningModule):
         gen = getattr(self, "_noise_gen", None)
         if gen is None or gen.device != self.device:
             gen = self._noise_gen = torch.Generator(device=self.device)
-        rank = self.trainer.global_rank if self._trainer is not None else 0
-        gen.manual_seed((seed * 1_000_003 + rank) * 998_244_353 + self.global_step)
+        gen.manual_seed(self._step_seed(seed))
         return gen
+
+    def _step_seed(self, seed: int) -> int:
+        rank = self.trainer.global_rank if self._trainer is not None else 0
+        return (seed * 1_000_003 + rank) * 998_244_353 + self.global_step
+
+    def on_train_start(self) -> None:
+        """Resumes the training loader's position even when `configure_optimizers` used
+        `trainer.estimated_stepping_batches` (LR schedules): that builds the train loader before the checkpoint is
+        restored, and Lightning 2.6 then never hands the loader its saved state, so a resumed run would restart the
+        epoch's batch order. Loading the pending state here, before the first batch is drawn, fixes it. Subclasses
+        overriding this hook call `super()` first."""
+        loop = self.trainer.fit_loop
+        if getattr(loop, "_combined_loader_states_to_load", None) and loop._combined_loader is not None:
+            loop._load_combined_loader_states()
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """Seeds torch's global RNG from (hparams.seed, rank, step) before each training batch, so randomness that
+        is not drawn from `noise_generator` (dropout, augmentation) is also a function of the step: resumed runs
+        repeat it exactly and ranks differ. Subclasses overriding this hook call `super()` first."""
+        torch.manual_seed(self._step_seed(int(self.hparams.get("seed", 0))) % 2**63)
+
+    def on_before_backward(self, loss: Tensor) -> None:
+        """Every backward (automatic optimization, and `manual_backward`) first checks its loss is finite."""
+        self.check_finite(loss=loss)
+
+    # --- checkpoints that say what they hold ------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Records the model class, so loading a checkpoint into another class fails with a clear message.
+        Subclasses overriding this hook call `super()`."""
+        checkpoint["model_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuses, before any weight is loaded, a checkpoint of another model class or of another image shape.
+        Subclasses overriding this hook call `super()` first."""
+        mine = f"{type(self).__module__}.{type(self).__qualname__}"
+        saved = checkpoint.get("model_class")
+        if saved is not None and saved.rsplit(".", 1)[-1] != type(self).__qualname__:
+            raise ValueError(f"this checkpoint holds a {saved}, not a {mine}: use the config (or class) it was "
+                             f"trained with, e.g. `--config` of that run's config.yaml, or {saved}.load_from_checkpoint")
+        saved_shape = (checkpoint.get("hyper_parameters") or {}).get("image_shape")
+        my_shape = self.hparams.get("image_shape")
+        if saved_shape is not None and my_shape is not None and tuple(saved_shape) != tuple(my_shape):
+            raise ValueError(f"this checkpoint was trained on images of shape {tuple(saved_shape)} (C, H, W), but the "
+                             f"data gives {tuple(my_shape)}: use the same --data.image_size / --data.dataset as in "
+                             "training (see the run's config.yaml)")
 
     def check_finite(self, **losses: Tensor) -> None:
         """Stops training (before any optimizer step) when a loss is NaN/inf, naming the step and the loss."""

@@ -36,6 +36,17 @@ def publish_grid(trainer: pl.Trainer, name: str, grid: Tensor, file_prefix: str 
     log_images(trainer, f"samples/{name}", grid, trainer.global_step)
 
 
+def ensure_writable(folder: str, what: str, fix: str) -> None:
+    """Creates `folder` and checks a file can be written there; otherwise one PermissionError naming it and `fix`."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        probe = os.path.join(folder, f".write_test_{os.getpid()}")
+        open(probe, "w").close()
+        os.remove(probe)
+    except OSError as err:
+        raise PermissionError(f"cannot write {what} to {folder!r} ({err.strerror}): {fix}") from err
+
+
 class SampleGrid(pl.Callback):
     """Logs a grid of samples under `samples/grid` every `every_n_steps` optimizer steps, and writes it as
     `<run>/samples/step_XXXXXXX.png`. The noise is fixed (from `seed`) so grids show progress, not noise;
@@ -96,15 +107,8 @@ class ImageWriter(BasePredictionWriter):
         return self.output_dir or os.path.join(trainer.default_root_dir, "predictions")
 
     def on_predict_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
-        out = self.folder(trainer)
-        try:
-            os.makedirs(out, exist_ok=True)
-            probe = os.path.join(out, f".write_test_{os.getpid()}")
-            open(probe, "w").close()
-            os.remove(probe)
-        except OSError as err:
-            raise PermissionError(f"cannot write predictions to {out!r} ({err.strerror}); pass a writable folder "
-                                  "with --trainer.callbacks+=ImageWriter or fix its permissions") from err
+        ensure_writable(self.folder(trainer), "predictions", "pass a writable folder as the ImageWriter callback's "
+                        "output_dir (--trainer.callbacks.output_dir) or fix its permissions")
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
         tag = f"batch_{batch_idx:04d}_rank{trainer.global_rank}" if trainer.world_size > 1 else f"batch_{batch_idx:04d}"
@@ -164,6 +168,9 @@ class RunCheckpoint(ModelCheckpoint):
                     base, i = folder, 1
                     while os.path.exists(folder):
                         folder, i = f"{base}-{i}", i + 1
+            if trainer.is_global_zero:  # fail now, not when the first checkpoint is due
+                ensure_writable(os.path.join(folder, "checkpoints"), "the run's checkpoints",
+                                "set --trainer.default_root_dir to a writable folder")
             folder = trainer.strategy.broadcast(folder)
             setattr(trainer, RUN_DIR_ATTR, folder)
             self.dirpath = os.path.join(folder, "checkpoints")

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
+from lightning_models.base import TrainingModule
 from lightning_models.networks.classifier import ClassifierNet
 
 
@@ -34,7 +34,7 @@ def random_translate(images: Tensor, max_shift: int) -> Tensor:
     return padded[batch, channel, rows, cols]
 
 
-class Classifier(pl.LightningModule):
+class Classifier(TrainingModule):
     """Image classifier used as the feature extractor and judge of generated samples.
 
     Args:
@@ -44,6 +44,7 @@ class Classifier(pl.LightningModule):
         lr: peak learning rate of AdamW, decayed to 0 along a cosine over the run when its length is known.
         weight_decay: AdamW weight decay.
         augment: shift training images by up to 2 pixels (random, per image, on the device).
+        seed: seed of the augmentation and dropout draws (combined with rank and step, see `TrainingModule`).
     """
 
     def __init__(
@@ -54,6 +55,7 @@ class Classifier(pl.LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         augment: bool = True,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()

@@ -30,11 +30,15 @@ def data_dir_for(config, mnist_dir, celeba_root):
         return celeba_root if "CelebA" in yaml.safe_load(f)["data"]["class_path"] else mnist_dir
 
 
-@pytest.fixture
-def celeba_root(tmp_path):
+def celeba_root_dir(tmp_path) -> str:
     from tests.conftest import make_celeba_dir
 
     return make_celeba_dir(str(tmp_path / "celeba_data"))
+
+
+@pytest.fixture
+def celeba_root(tmp_path):
+    return celeba_root_dir(tmp_path)
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=IDS)

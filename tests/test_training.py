@@ -3,7 +3,6 @@ DDP with 2 CPU processes, mixed precision, W&B offline, test metrics and the non
 
 import glob
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ CGAN = next(c for c in GAN_CONFIGS if c.endswith("cgan_mnist.yaml"))
 def every_step_checkpoints(tmp_path, every):
     path = tmp_path / f"ckpt_every_{every}.yaml"
     path.write_text("trainer:\n  callbacks:\n    - class_path: lightning_models.callbacks.RunCheckpoint\n"
-                    f"      init_args: {{every_n_train_steps: {every}, save_top_k: -1}}\n")
+                    f"      init_args: {{every_n_train_steps: {every}, save_top_k: -1, monitor: null}}\n")
     return str(path)
 
 
@@ -90,22 +89,36 @@ def test_ddp_two_processes_keep_generators_identical(mnist_dir, tmp_path):
     assert_ranks_in_sync(out)
 
 
-def test_two_nodes_on_localhost(mnist_dir, tmp_path):
-    # What a cluster does: one process per node, each told its NODE_RANK and the master's address
-    # (SLURM sets these through Lightning's SLURMEnvironment; here Lightning's plain environment variables).
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = str(s.getsockname()[1])
+FAKE_SRUN = """#!/bin/bash
+# test stand-in for srun: runs the command once per task on this machine, with SLURM's per-task variables
+pids=()
+for ((i = 0; i < SLURM_NTASKS; i++)); do
+  SLURM_PROCID=$i SLURM_LOCALID=0 SLURM_NODEID=$i "$@" &
+  pids+=($!)
+done
+rc=0
+for p in "${pids[@]}"; do wait "$p" || rc=$?; done
+exit $rc
+"""
+
+
+def test_slurm_template_two_nodes_on_localhost(mnist_dir, tmp_path):
+    # The SLURM batch script of configs/slurm/ run as SLURM would on 2 nodes x 1 task: srun starts one process per
+    # node; Lightning's SLURMEnvironment reads rank, world size and master address from SLURM's variables.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text(FAKE_SRUN)
+    (bin_dir / "srun").chmod(0o755)
     out = str(tmp_path / "weights")
     args = tiny_args(CGAN, mnist_dir, str(tmp_path / "runs"), "--config", dump_weights_config(tmp_path, out),
-                     "--trainer.num_nodes", "2", "--trainer.devices", "1", "--trainer.strategy", "ddp",
-                     "--trainer.max_steps", "6")
-    procs = [subprocess.Popen([sys.executable, "cli.py", "fit", *args], cwd=REPO, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port,
-                                   "NODE_RANK": str(rank), "WORLD_SIZE": "2"}) for rank in (0, 1)]
-    results = [p.communicate(timeout=300) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], results[0][1][-2000:] + results[1][1][-2000:]
+                     "--trainer.max_steps", "6")[2:]  # the script passes --config itself
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHON": sys.executable,
+           "SLURM_SUBMIT_DIR": REPO, "SLURM_JOB_NAME": "generative", "SLURM_JOB_ID": str(4000 + os.getpid() % 5000),
+           "SLURM_NNODES": "2", "SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "1", "SLURM_NODELIST": "127.0.0.1"}
+    result = subprocess.run(["bash", os.path.join(REPO, "configs", "slurm", "multinode.sbatch"), CGAN, *args,
+                             "--trainer.accelerator", "cpu"], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
     assert_ranks_in_sync(out)
 
 
@@ -170,3 +183,32 @@ def test_test_subcommand_without_classifier_explains(mnist_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match="classifier_mnist.yaml"):
         run_cli("test", tiny_args(CGAN, mnist_dir, root, "--ckpt_path", "last", "--model.classifier_path",
                                   str(tmp_path / "nowhere")))
+
+
+def test_sigkill_mid_epoch_then_resume_finishes(mnist_dir, tmp_path):
+    # A checkpoint every batch, so the kill very likely lands while one is being written: last.ckpt must still be
+    # whole (Lightning writes to a temporary file and renames it), and `--ckpt_path last` must finish the run.
+    root = str(tmp_path / "runs")
+    args = tiny_args(CGAN, mnist_dir, root, "--config", every_step_checkpoints(tmp_path, 2), "--trainer.max_steps",
+                     "100")
+    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "cli.py"), "fit", *args], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            found = glob.glob(os.path.join(root, "*", "checkpoints", "epoch=1-*.ckpt"))  # into the second epoch
+            if found:
+                time.sleep(0.3)
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be killed; raise max_steps"
+        proc.kill()  # SIGKILL: no handler runs
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    killed_at = state_of(last_checkpoint(root))["global_step"]  # loads: not half-written
+    assert 14 <= killed_at < 100
+    result = run_cli_process("fit", [*args, "--ckpt_path", "last"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert state_of(last_checkpoint(root))["global_step"] == 100

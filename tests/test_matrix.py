@@ -1,0 +1,92 @@
+"""The collection-wide matrix: every config in configs/ under DDP (2 CPU processes), bf16-mixed, and exact
+resume, through the real CLI on tiny data. A new config joins by existing (see tests/helpers.py for the tiny
+options of a new model class). Marked `slow`: `python -m pytest -q -m "not slow"` skips it while iterating."""
+
+import glob
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.helpers import CONFIGS, REPO, last_checkpoint, run_cli, state_of, tiny_args
+from tests.test_configs import IDS, data_dir_for
+from tests.test_training import assert_same_training_state, every_step_checkpoints
+
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning")]
+
+
+def free_port() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def ddp_runs(tmp_path_factory):
+    """Trains every config for 4 steps on 2 DDP processes (one process group for all of them); returns
+    ({config name: folder of the per-rank weight dumps}, the job's stderr)."""
+    from tests.conftest import make_celeba_dir, make_mnist_dir
+
+    tmp = tmp_path_factory.mktemp("ddp")
+    mnist, celeba = make_mnist_dir(str(tmp / "mnist")), make_celeba_dir(str(tmp / "celeba"))
+    jobs, outs = [], {}
+    for config, name in zip(CONFIGS, IDS):
+        outs[name] = str(tmp / "weights" / name)
+        dump = tmp / f"dump_{name}.yaml"
+        dump.write_text(f"trainer:\n  callbacks:\n    - class_path: tests.helpers.DumpWeights\n"
+                        f"      init_args: {{out_dir: {outs[name]}}}\n")
+        args = tiny_args(config, data_dir_for(config, mnist, celeba), str(tmp / "runs" / name), "--config", str(dump),
+                         "--trainer.num_nodes", "2", "--trainer.devices", "1", "--trainer.strategy", "ddp",
+                         "--trainer.max_steps", "4")
+        jobs.append({"name": name, "args": args})
+    (tmp / "jobs.json").write_text(json.dumps(jobs))
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": free_port(), "WORLD_SIZE": "2"}
+    procs = [subprocess.Popen([sys.executable, os.path.join(REPO, "tests", "ddp_worker.py"), str(tmp / "jobs.json")],
+                              cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              env={**env, "NODE_RANK": str(rank)}) for rank in (0, 1)]
+    errors = [p.communicate(timeout=900)[1] for p in procs]
+    return outs, "\n".join(e[-4000:] for e in errors)
+
+
+@pytest.mark.parametrize("name", IDS)
+def test_ddp_two_processes_keep_ranks_in_sync(name, ddp_runs):
+    outs, stderr = ddp_runs
+    out = outs[name]
+    assert os.path.isfile(os.path.join(out, "rank1_end.pt")), f"{name} did not finish under DDP:\n{stderr}"
+    w0, w1, start = (torch.load(os.path.join(out, f)) for f in ("rank0_end.pt", "rank1_end.pt", "rank0_start.pt"))
+    assert w0.keys() == w1.keys()
+    for key in w0:  # every parameter identical on both ranks: gradients were averaged
+        torch.testing.assert_close(w0[key], w1[key], rtol=0, atol=0, msg=key)
+    assert any(not torch.equal(w0[k], start[k]) for k in w0)  # and training changed them
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=IDS)
+def test_bf16_mixed_trains(config, mnist_dir, tmp_path):
+    from tests.test_configs import celeba_root_dir
+
+    root = str(tmp_path / "runs")
+    cli = run_cli("fit", tiny_args(config, data_dir_for(config, mnist_dir, celeba_root_dir(tmp_path)), root,
+                                   "--trainer.precision", "bf16-mixed", "--trainer.max_steps", "2"))
+    assert cli.trainer.global_step == 2
+    for key, value in state_of(last_checkpoint(root))["state_dict"].items():
+        assert torch.isfinite(value.float()).all(), key
+    assert all(torch.isfinite(v).all() for k, v in cli.trainer.callback_metrics.items() if k.startswith("train/"))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=IDS)
+def test_interrupted_then_resumed_equals_uninterrupted(config, mnist_dir, tmp_path):
+    from tests.test_configs import celeba_root_dir
+
+    data = data_dir_for(config, mnist_dir, celeba_root_dir(tmp_path))
+    # every 2 optimizer steps: the end of each batch for the 2-optimizer models (a D and a G step per batch)
+    common = ["--config", every_step_checkpoints(tmp_path, 2), "--trainer.deterministic", "true",
+              "--trainer.max_steps", "8"]
+    full, resumed = str(tmp_path / "full"), str(tmp_path / "resumed")
+    run_cli("fit", tiny_args(config, data, full, *common))
+    (mid,) = glob.glob(os.path.join(full, "*", "checkpoints", "*step=4.ckpt"))
+    run_cli("fit", tiny_args(config, data, resumed, *common, "--ckpt_path", mid))
+    assert_same_training_state(state_of(last_checkpoint(full)), state_of(last_checkpoint(resumed)))
