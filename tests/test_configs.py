@@ -54,6 +54,14 @@ def test_fit_checkpoint_round_trip_and_predict(config, mnist_dir, celeba_root, t
     cls = model_class(config)
     model = cls.load_from_checkpoint(ckpt)  # no extra arguments
     again = cls.load_from_checkpoint(ckpt)
+    if hasattr(model, "encode"):  # autoencoders, VAEs, inversion encoders: images in [0, 1] -> codes (-> images)
+        images = torch.rand(3, *model.hparams.image_shape, generator=torch.Generator().manual_seed(0))
+        codes = model.encode(images)
+        assert codes.shape[0] == 3 and torch.isfinite(codes).all()
+        torch.testing.assert_close(codes, again.encode(images))
+        if hasattr(model, "decode"):
+            decoded = model.decode(codes)
+            assert decoded.shape == images.shape and decoded.min() >= 0 and decoded.max() <= 1
     if isinstance(model, GenerativeModule):
         labels = torch.arange(3) % model.num_classes if model.conditional else None
         a = model.sample(3, labels, generator=torch.Generator().manual_seed(0))

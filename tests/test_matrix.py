@@ -27,8 +27,9 @@ def free_port() -> str:
 
 @pytest.fixture(scope="module")
 def ddp_runs(tmp_path_factory):
-    """Trains every config for 4 steps on 2 DDP processes (one process group for all of them); returns
-    ({config name: folder of the per-rank weight dumps}, the job's stderr)."""
+    """Trains every config for 4 steps on 2 DDP processes (one process group for all of them), then runs `test` of
+    a classifier and a cGAN on them; returns ({config name: folder of the per-rank weight dumps}, the job's stderr,
+    the folder of the per-rank test metrics, the classifier's test metrics from one process)."""
     from tests.conftest import make_celeba_dir, make_mnist_dir
 
     tmp = tmp_path_factory.mktemp("ddp")
@@ -43,18 +44,31 @@ def ddp_runs(tmp_path_factory):
                          "--trainer.num_nodes", "2", "--trainer.devices", "1", "--trainer.strategy", "ddp",
                          "--trainer.max_steps", "4")
         jobs.append({"name": name, "args": args})
+    # `test` under DDP: each rank scores its shard, the metrics are reduced across ranks
+    classifier = next(c for c in CONFIGS if c.endswith("classifier_mnist.yaml"))
+    cgan = next(c for c in CONFIGS if c.endswith("cgan_mnist.yaml"))
+    run_cli("fit", tiny_args(classifier, mnist, str(tmp / "classifier"), "--trainer.max_steps", "4"))
+    run_cli("fit", tiny_args(cgan, mnist, str(tmp / "cgan"), "--trainer.max_steps", "2"))
+    ddp = ["--trainer.num_nodes", "2", "--trainer.devices", "1", "--trainer.strategy", "ddp"]
+    tests = {"classifier": tiny_args(classifier, mnist, str(tmp / "classifier"), "--ckpt_path", "last"),
+             "cgan": tiny_args(cgan, mnist, str(tmp / "cgan"), "--ckpt_path", "last", "--model.classifier_path",
+                               str(tmp / "classifier"), "--model.num_eval_samples", "40")}
+    for name, args in tests.items():
+        jobs.append({"name": f"test_{name}", "subcommand": "test", "args": [*args, *ddp],
+                     "metrics_out": str(tmp / "metrics" / name)})
+    single = {k: float(v) for k, v in run_cli("test", tests["classifier"]).trainer.callback_metrics.items()}
     (tmp / "jobs.json").write_text(json.dumps(jobs))
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": free_port(), "WORLD_SIZE": "2"}
     procs = [subprocess.Popen([sys.executable, os.path.join(REPO, "tests", "ddp_worker.py"), str(tmp / "jobs.json")],
                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                               env={**env, "NODE_RANK": str(rank)}) for rank in (0, 1)]
     errors = [p.communicate(timeout=900)[1] for p in procs]
-    return outs, "\n".join(e[-4000:] for e in errors)
+    return outs, "\n".join(e[-4000:] for e in errors), str(tmp / "metrics"), single
 
 
 @pytest.mark.parametrize("name", IDS)
 def test_ddp_two_processes_keep_ranks_in_sync(name, ddp_runs):
-    outs, stderr = ddp_runs
+    outs, stderr = ddp_runs[:2]
     out = outs[name]
     assert os.path.isfile(os.path.join(out, "rank1_end.pt")), f"{name} did not finish under DDP:\n{stderr}"
     w0, w1, start = (torch.load(os.path.join(out, f)) for f in ("rank0_end.pt", "rank1_end.pt", "rank0_start.pt"))
@@ -90,3 +104,17 @@ def test_interrupted_then_resumed_equals_uninterrupted(config, mnist_dir, tmp_pa
     (mid,) = glob.glob(os.path.join(full, "*", "checkpoints", "*step=4.ckpt"))
     run_cli("fit", tiny_args(config, data, resumed, *common, "--ckpt_path", mid))
     assert_same_training_state(state_of(last_checkpoint(full)), state_of(last_checkpoint(resumed)))
+
+
+def test_ddp_test_metrics_are_reduced_across_ranks(ddp_runs):
+    _, stderr, metrics_dir, single = ddp_runs
+    ranks = {}
+    for name in ("classifier", "cgan"):
+        paths = [os.path.join(metrics_dir, name, f"rank{r}.json") for r in (0, 1)]
+        assert all(os.path.isfile(p) for p in paths), f"`test` of {name} did not finish under DDP:\n{stderr}"
+        ranks[name] = [json.load(open(p)) for p in paths]
+        assert ranks[name][0] == ranks[name][1]  # both ranks report the reduced value, not their shard's
+    assert {"test/fid_classifier", "test/conditional_accuracy"} <= set(ranks["cgan"][0])
+    # each rank saw half the test set; the reduced accuracy is that of the whole set, as one process computes it
+    assert ranks["classifier"][0]["test/accuracy"] == pytest.approx(single["test/accuracy"], abs=1e-6)
+    assert ranks["classifier"][0]["test/loss"] == pytest.approx(single["test/loss"], abs=1e-5)

@@ -1,0 +1,204 @@
+"""Across the collection: training images/second of each scheme (our LightningModule under `Trainer.fit`) vs a plain
+PyTorch loop over the same networks, losses and optimizers (no Lightning: batches by index from the same uint8
+tensors, the same per-batch work), and the data pipeline's images/second of each datamodule.
+
+    python benchmarks/collection_throughput.py DATA_DIR [--schemes classifier vae_joint pix2pix cyclegan cgan]
+        [--batches 30] [--repeats 3] [--data-only]
+
+DATA_DIR holds MNIST/raw (see make_mnist_split.py). Each scheme is built from its config in configs/ (its default
+network sizes and batch size) through the CLI's parser, so the networks timed are the ones users train. Runs
+alternate (plain, ours, plain, ours, ...) so both see the same machine load; the median is reported. The plain
+loop calls the module's own loss functions (`VAE.loss_terms`, `TranslationModule.discriminator_loss`, ...), so the
+ratio measures exactly what Lightning and our hooks add.
+
+The data rate is a whole epoch's batches as training sees them: BatchLoader slicing plus the datamodule's
+on-device transform (`on_after_batch_transfer`: uint8 -> float, coloring, pairing), on this machine's CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import resource
+import statistics
+import sys
+import time
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import cli  # noqa: E402
+from lightning_models.classifier import random_translate  # noqa: E402
+
+WARMUP = 3
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCHEMES = {  # name: config
+    "classifier": "classifier_mnist.yaml",
+    "vae_continuous": "vae_continuous_colored_mnist.yaml",
+    "vae_joint": "vae_joint_colored_mnist.yaml",
+    "pix2pix": "pix2pix_colored_mnist.yaml",
+    "cyclegan": "cyclegan_colored_mnist.yaml",
+    "dcgan": "dcgan_mnist.yaml",
+    "cgan": "cgan_mnist.yaml",
+}
+
+
+def build(config: str, data_dir: str):
+    """(model, datamodule) exactly as `cli.py fit --config configs/<config>` builds them."""
+    parsed = cli.GenerativeCLI(args=["--config", os.path.join(REPO, "configs", config), "--data.data_dir", data_dir,
+                                     "--trainer.logger", "false"], run=False)
+    parsed.datamodule.setup("fit")
+    return parsed.model, parsed.datamodule
+
+
+class Timer(pl.Callback):
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if batch_idx == WARMUP - 1:
+            self.start = time.perf_counter()
+
+    def on_train_end(self, trainer, pl_module):
+        self.seconds = time.perf_counter() - self.start
+
+
+def steps_per_batch(model) -> int:
+    if model.automatic_optimization:
+        return 1
+    return model.hparams.get("n_critic", 1) + 1  # GANs: n_critic D steps + 1 G step; translation: D + G
+
+
+def ours(model, dm, batches: int) -> float:
+    model = copy.deepcopy(model)
+    timer = Timer()
+    trainer = pl.Trainer(max_steps=steps_per_batch(model) * (batches + WARMUP), accelerator="cpu", logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         callbacks=[timer], num_sanity_val_steps=0, limit_val_batches=0)
+    trainer.fit(model, dm)
+    return batches * dm.batch_size / timer.seconds
+
+
+# --- the plain loops: one function per scheme, (model, batch dict, optimizers, rng) -> None ------------------------
+def _step(opt, loss) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def plain_classifier(model, batch, opts, rng):
+    images = random_translate(batch["image"], 2) if model.hparams.augment else batch["image"]
+    _step(opts[0], F.cross_entropy(model.net(images), batch["label"]))
+
+
+def plain_vae(model, batch, opts, rng):
+    terms, mean, logits = model.loss_terms(batch["image"], rng, model.hparams.temperature)
+    means = {name: value.mean() for name, value in terms.items()}
+    loss = means["reconstruction"] + model.kl_penalty(means["kl_continuous"], means["kl_categorical"], 0)
+    if model.conditional:
+        probs = model.category_probs([x.detach() for x in logits], len(mean))
+        model.color_latents.update(mean.detach(), probs, batch["color"], model.hparams.color_stats_decay)
+    _step(opts[0], loss)
+
+
+def plain_translation(model, batch, opts, rng):
+    opt_g, opt_d = opts
+    real_a, real_b = batch["image_a"] * 2 - 1, batch["image_b"] * 2 - 1
+    fake_b, fake_a = model.generator_ab(real_a), model.generator_ba(real_b)
+    shown_a, shown_b = model.history(fake_a.detach(), fake_b.detach(), rng)
+    _step(opt_d, model.discriminator_loss(model.discriminator_b, real_b, shown_b, real_a, rng)
+          + model.discriminator_loss(model.discriminator_a, real_a, shown_a, real_b, rng))
+    discriminators = [*model.discriminator_a.parameters(), *model.discriminator_b.parameters()]
+    for p in discriminators:
+        p.requires_grad_(False)
+    loss_g = (model.gan_loss.generator(model.judge(model.discriminator_b, fake_b, real_a))
+              + model.gan_loss.generator(model.judge(model.discriminator_a, fake_a, real_b))
+              + sum(model.reconstruction_losses(real_a, real_b, fake_a, fake_b).values()))
+    _step(opt_g, loss_g)
+    for p in discriminators:
+        p.requires_grad_(True)
+
+
+def plain_gan(model, batch, opts, rng):
+    opt_g, opt_d = opts
+    real, labels = batch["image"] * 2 - 1, (batch["label"] if model.conditional else None)
+    fake = model.generator(torch.randn(len(real), model.hparams.latent_dim, generator=rng), labels)
+    _step(opt_d, model.gan_loss.discriminator(model.discriminator(real, labels),
+                                              model.discriminator(fake.detach(), labels)))
+    for p in model.discriminator.parameters():
+        p.requires_grad_(False)
+    _step(opt_g, model.gan_loss.generator(model.discriminator(fake, labels)))
+    for p in model.discriminator.parameters():
+        p.requires_grad_(True)
+    if model.generator_ema is not None:
+        model.generator_ema.update_parameters(model.generator)
+
+
+PLAIN = {"classifier": plain_classifier, "vae_continuous": plain_vae, "vae_joint": plain_vae,
+         "pix2pix": plain_translation, "cyclegan": plain_translation, "dcgan": plain_gan, "cgan": plain_gan}
+
+
+def plain(name: str, model, dm, batches: int) -> float:
+    model = copy.deepcopy(model).train()
+    configured = model.configure_optimizers()  # one optimizer, {"optimizer": ...}, (opt_g, opt_d), or ([...], [...])
+    if isinstance(configured, dict):
+        opts = [configured["optimizer"]]
+    elif isinstance(configured, torch.optim.Optimizer):
+        opts = [configured]
+    else:
+        opts = list(configured[0] if isinstance(configured[0], list) else configured)
+    split = dm.split("train")
+    order = torch.randperm(len(next(iter(split.values()))), generator=torch.Generator().manual_seed(0))
+    rng = torch.Generator().manual_seed(0)
+    start = None
+    for b in range(batches + WARMUP):
+        if b == WARMUP:
+            start = time.perf_counter()
+        idx = order[b * dm.batch_size : (b + 1) * dm.batch_size]
+        batch = dm.on_after_batch_transfer({k: v[idx] for k, v in split.items()}, 0)
+        PLAIN[name](model, batch, opts, rng)
+    return batches * dm.batch_size / (time.perf_counter() - start)
+
+
+def data_rate(dm) -> float:
+    """Images/second of one epoch of training batches: loader slicing + on-device transform."""
+    loader = dm.train_dataloader()
+    start, count = time.perf_counter(), 0
+    for batch in loader:
+        batch = dm.on_after_batch_transfer(batch, 0)
+        count += len(next(iter(batch.values())))
+    return count / (time.perf_counter() - start)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data_dir")
+    parser.add_argument("--schemes", nargs="+", default=list(SCHEMES), choices=list(SCHEMES))
+    parser.add_argument("--batches", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--data-only", action="store_true")
+    args = parser.parse_args(argv)
+    print("| scheme (config) | batch | plain img/s | ours img/s | ours/plain | data img/s | data / ours | runs |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in args.schemes:
+        torch.manual_seed(0)
+        model, dm = build(SCHEMES[name], args.data_dir)
+        data = statistics.median(data_rate(dm) for _ in range(3))
+        if args.data_only:
+            print(f"| {name} ({SCHEMES[name]}, {type(dm).__name__}) | {dm.batch_size} | | | | {data:.0f} | | |")
+            continue
+        rates = {"plain": [], "ours": []}
+        for _ in range(args.repeats):
+            rates["plain"].append(plain(name, model, dm, args.batches))
+            rates["ours"].append(ours(model, dm, args.batches))
+        p, o = statistics.median(rates["plain"]), statistics.median(rates["ours"])
+        print(f"| {name} ({SCHEMES[name]}, {type(dm).__name__}) | {dm.batch_size} | {p:.0f} | {o:.0f} | {o / p:.3f} "
+              f"| {data:.0f} | {data / o:.0f}x | plain {[round(r) for r in rates['plain']]}, ours "
+              f"{[round(r) for r in rates['ours']]} |", flush=True)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\npeak RSS of the process {rss:.0f} MiB; torch threads {torch.get_num_threads()}")
+
+
+if __name__ == "__main__":
+    main()
