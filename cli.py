@@ -55,6 +55,8 @@ class GenerativeCLI(LightningCLI):
     """LightningCLI with the links, run folders and checks described in this module's docstring."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        given = kwargs.get("args")
+        self._command_line = [str(a) for a in given] if isinstance(given, list) else sys.argv[1:]
         kwargs.setdefault("save_config_callback", SaveRunConfig)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         super().__init__(LightningModule, ImageDataModule, *args, subclass_mode_model=True, subclass_mode_data=True,
@@ -72,34 +74,50 @@ class GenerativeCLI(LightningCLI):
         return super()._instantiate_trainer(config, callbacks)
 
     def _parse_ckpt_path(self) -> None:
-        # LightningCLI replaces the config's model by the class and options saved in the checkpoint; a checkpoint
-        # of another model would silently swap the model. Refuse it, naming both.
+        """With `--ckpt_path`, the model is built with the options saved in the checkpoint (what it was trained
+        with), except those given explicitly as `--model.<option>` on this command line, which win. `last` is
+        resolved to the newest run's last.ckpt first (an error when there is none). A checkpoint of another model
+        class is refused, naming both."""
         sub = self.config.get("subcommand")
-        ckpt = self.config[sub].get("ckpt_path") if sub else None
-        if ckpt and os.path.isfile(ckpt):
-            saved = torch.load(ckpt, weights_only=True, map_location="cpu").get("hyper_parameters", {})
-            saved_class = saved.get("_class_path")
-            wanted = self.config[sub].get("model", {}).get("class_path")
-            if saved_class and wanted and saved_class.rsplit(".", 1)[-1] != wanted.rsplit(".", 1)[-1]:
-                raise ValueError(f"--ckpt_path {ckpt} holds a {saved_class}, but the config's model is {wanted}: "
-                                 "pass that run's config (its config.yaml) or a checkpoint of this model")
-        super()._parse_ckpt_path()
-
-    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
-        kwargs = super()._prepare_subcommand_kwargs(subcommand)
-        ckpt = kwargs.get("ckpt_path")
-        root = self.trainer.default_root_dir
+        if not sub:
+            return
+        cfg = self.config[sub]
+        ckpt = cfg.get("ckpt_path")
         if ckpt == "last":
+            root = cfg.trainer.default_root_dir or "."
             found = find_last_checkpoint(root)
             if found is None:
                 raise FileNotFoundError(
                     f"--ckpt_path last: no run under {os.path.abspath(root)} has checkpoints/last.ckpt. Start a new "
                     "run without --ckpt_path, or pass the checkpoint file, or set --trainer.default_root_dir to the "
                     "folder of the run to resume.")
-            print(f"Resuming from {found}", file=sys.stderr)
-            kwargs["ckpt_path"] = ckpt = found
-        elif ckpt and ckpt not in ("best", "hpc", "registry") and not os.path.isfile(ckpt):
+            print(f"--ckpt_path last: {found}", file=sys.stderr)
+            cfg.ckpt_path = ckpt = found
+        if not ckpt or ckpt in ("best", "hpc", "registry"):
+            return
+        if not os.path.isfile(ckpt):
             raise FileNotFoundError(f"--ckpt_path {ckpt}: no such checkpoint file")
+        hparams = dict(torch.load(ckpt, weights_only=True, map_location="cpu").get("hyper_parameters") or {})
+        saved_class = hparams.pop("_class_path", None)
+        hparams.pop("_instantiator", None)
+        wanted = cfg.get("model", {}).get("class_path")
+        if saved_class and wanted and saved_class.rsplit(".", 1)[-1] != wanted.rsplit(".", 1)[-1]:
+            raise ValueError(f"--ckpt_path {ckpt} holds a {saved_class}, but the config's model is {wanted}: "
+                             "pass that run's config (its config.yaml) or a checkpoint of this model")
+        if not saved_class or not hparams:
+            return
+        explicit = set()
+        for arg in self._command_line:
+            if arg.startswith("--model."):
+                explicit.add(arg[len("--model."):].split("=", 1)[0].removeprefix("init_args."))
+        linked = {"image_shape", "num_classes"}  # always from the datamodule
+        keep = {k: v for k, v in hparams.items() if k not in explicit and k not in linked}
+        self.config = self.parser.parse_object({sub: {"model": {"class_path": saved_class, "init_args": keep}}},
+                                               self.config)
+
+    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
+        kwargs = super()._prepare_subcommand_kwargs(subcommand)
+        ckpt = kwargs.get("ckpt_path")  # `last` was resolved in _parse_ckpt_path
         for cb in self.trainer.callbacks:
             if isinstance(cb, RunCheckpoint):
                 cb.resume_from = ckpt

@@ -14,6 +14,11 @@ import torch
 from torch import Tensor
 
 
+def _plain(value: Any) -> Any:
+    """Lists and tuples compare equal (YAML gives lists, code tuples)."""
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
 class NonFiniteLossError(RuntimeError):
     """Raised before an optimizer step would apply a NaN/inf loss, so no checkpoint ever holds such weights."""
 
@@ -73,12 +78,21 @@ class TrainingModule(pl.LightningModule):
         if saved is not None and saved.rsplit(".", 1)[-1] != type(self).__qualname__:
             raise ValueError(f"this checkpoint holds a {saved}, not a {mine}: use the config (or class) it was "
                              f"trained with, e.g. `--config` of that run's config.yaml, or {saved}.load_from_checkpoint")
-        saved_shape = (checkpoint.get("hyper_parameters") or {}).get("image_shape")
-        my_shape = self.hparams.get("image_shape")
+        saved_hparams = checkpoint.get("hyper_parameters") or {}
+        saved_shape, my_shape = saved_hparams.get("image_shape"), self.hparams.get("image_shape")
         if saved_shape is not None and my_shape is not None and tuple(saved_shape) != tuple(my_shape):
             raise ValueError(f"this checkpoint was trained on images of shape {tuple(saved_shape)} (C, H, W), but the "
                              f"data gives {tuple(my_shape)}: use the same --data.image_size / --data.dataset as in "
                              "training (see the run's config.yaml)")
+        mine = self.state_dict()
+        saved_weights = checkpoint.get("state_dict", {})
+        if any(k in mine and tuple(v.shape) != tuple(mine[k].shape) for k, v in saved_weights.items()):
+            differ = {k: (v, self.hparams.get(k)) for k, v in saved_hparams.items()
+                      if not k.startswith("_") and k in self.hparams and _plain(v) != _plain(self.hparams.get(k))}
+            listing = ", ".join(f"{k}: {a!r} in the checkpoint, {b!r} now" for k, (a, b) in differ.items())
+            raise ValueError(f"this checkpoint's networks have other sizes than the model built from the config "
+                             f"({listing or 'options differ'}): pass the options it was trained with, e.g. "
+                             "`--config <run>/config.yaml` (each run saves its resolved config there)")
 
     def check_finite(self, **losses: Tensor) -> None:
         """Stops training (before any optimizer step) when a loss is NaN/inf, naming the step and the loss."""

@@ -74,6 +74,13 @@ def test_image_size_mismatch_with_checkpoint_is_explained(gan_run, mnist_dir, ca
     assert all(torch.equal(after[k], v) for k, v in before["state_dict"].items())
 
 
+def test_checkpoint_with_other_network_sizes_lists_the_options(gan_run, mnist_dir, capsys):
+    root, ckpt = gan_run  # trained with latent_dim 8 (tests' tiny options)
+    code, err = main(["predict", *tiny_args(DCGAN, mnist_dir, root, "--ckpt_path", ckpt, "--model.latent_dim", "12")],
+                     capsys)
+    assert code == 2 and "latent_dim: 8 in the checkpoint, 12 now" in err and "config.yaml" in err, err
+
+
 def test_checkpoint_of_another_model_class_is_refused(gan_run, mnist_dir, tmp_path, capsys):
     _, gan_ckpt = gan_run
     code, err = main(["fit", *tiny_args(VAE, mnist_dir, str(tmp_path / "vae"), "--ckpt_path", gan_ckpt)], capsys)

@@ -212,3 +212,17 @@ def test_sigkill_mid_epoch_then_resume_finishes(mnist_dir, tmp_path):
     result = run_cli_process("fit", [*args, "--ckpt_path", "last"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert state_of(last_checkpoint(root))["global_step"] == 100
+
+
+@pytest.mark.parametrize("which", ["last", "path"])
+def test_checkpoint_options_apply_and_command_line_options_win(which, mnist_dir, tmp_path):
+    root = str(tmp_path / "runs")
+    run_cli("fit", tiny_args(CGAN, mnist_dir, root, "--trainer.max_steps", "2", "--model.num_eval_samples", "77",
+                             "--model.predict_grid_size", "5"))
+    ckpt = "last" if which == "last" else last_checkpoint(root)
+    cli = run_cli("predict", tiny_args(CGAN, mnist_dir, root, "--ckpt_path", ckpt, "--model.predict_grid_size", "9",
+                                       "--trainer.limit_predict_batches", "2", "--trainer.callbacks+="
+                                       "lightning_models.callbacks.ImageWriter", "--trainer.callbacks.output_dir",
+                                       str(tmp_path / "pred")))
+    assert cli.model.hparams.num_eval_samples == 77  # what it was trained with (the config says 10000)
+    assert cli.model.hparams.predict_grid_size == 9  # given on this command line
