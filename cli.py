@@ -159,9 +159,21 @@ def main(args: list[str] | None = None) -> int:
     except INPUT_ERRORS as err:
         if os.environ.get("GENERATIVE_TRACEBACK"):
             raise
-        print(f"error: {err}\n(set GENERATIVE_TRACEBACK=1 to see the traceback)", file=sys.stderr)
+        print(f"error: {_user_message(err)}\n(set GENERATIVE_TRACEBACK=1 to see the traceback)", file=sys.stderr)
         return 2
     return 0
+
+
+def _user_message(err: BaseException) -> str:
+    """The message a user needs. jsonargparse wraps an error raised while building a model (e.g. a missing
+    upstream checkpoint) in "Does not validate against any of the Union subtypes ... Errors: - <ours> - Expected
+    a NoneType ... Given value: <the whole namespace>": keep only our line."""
+    text = str(err)
+    if "Does not validate against any of the Union subtypes" not in text:
+        return text
+    reasons = [line.strip()[2:] for line in text.splitlines() if line.strip().startswith("- ")]
+    reasons = [r for r in reasons if not r.startswith("Expected a <class 'NoneType'>")]
+    return "\n".join(reasons) or text
 
 
 if __name__ == "__main__":

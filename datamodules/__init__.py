@@ -7,12 +7,14 @@ from datamodules.colored_mnist import (
     PairedColoredMNISTDataModule,
     UnpairedColoredMNISTDataModule,
 )
+from datamodules.image_folder import ImageFolderDataModule
 from datamodules.mnist import MNISTDataModule
 
 __all__ = [
     "CelebADataModule",
     "ColoredMNISTDataModule",
     "ImageDataModule",
+    "ImageFolderDataModule",
     "MNISTDataModule",
     "PairedColoredMNISTDataModule",
     "UnpairedColoredMNISTDataModule",

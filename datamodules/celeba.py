@@ -214,6 +214,8 @@ class CelebADataModule(ImageDataModule):
     def _layout_hint(self) -> str:
         """Names the right --data.data_dir when the user pointed one level too deep or too high."""
         here = os.path.abspath(self.data_dir)
+        if os.path.isfile(here):
+            return f" {here} is a file: --data.data_dir takes the folder that holds celeba/."
         if not os.path.isdir(here):
             return f" The folder {here} does not exist."
         if os.path.basename(here) == IMAGE_FOLDER:
@@ -227,7 +229,11 @@ class CelebADataModule(ImageDataModule):
 
     def load_split(self, split: str) -> dict[str, Tensor]:
         self._check_layout()
-        files = read_partition(os.path.join(self.root, PARTITION_FILE))[split]
+        partition = os.path.join(self.root, PARTITION_FILE)
+        files = read_partition(partition)[split]
+        if not files:
+            raise ValueError(f"CelebA: {os.path.abspath(partition)} lists no {split} images (lines '<name>.jpg "
+                             f"{_PARTITION_IDS[split]}'). Replace it with the official file.")
         data = {}
         if self.attributes:  # read before the long decoding pass, so a wrong name fails at once
             data["attributes"] = read_attributes(os.path.join(self.root, ATTRIBUTE_FILE), files, self.attributes)

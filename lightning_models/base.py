@@ -7,7 +7,8 @@ their training scheme; everything here is what truly every subclass uses.
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import pytorch_lightning as pl
 import torch
@@ -26,6 +27,16 @@ class NonFiniteLossError(RuntimeError):
 class TrainingModule(pl.LightningModule):
     """What every training scheme of the collection uses, generative or not: step-keyed noise (exact resume,
     per-rank draws) and the non-finite-loss guard."""
+
+    @contextmanager
+    def eval_mode(self) -> Iterator[None]:
+        """Eval mode inside the block (sampling, encoding), the previous mode restored after it."""
+        was_training = self.training
+        self.eval()
+        try:
+            yield
+        finally:
+            self.train(was_training)
 
     # --- reproducible noise -----------------------------------------------------------------------------------
     def noise_generator(self, seed: int) -> torch.Generator:
@@ -150,12 +161,8 @@ class GenerativeModule(TrainingModule):
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         labels = self.check_labels(n, labels)
-        was_training = self.training
-        self.eval()
-        try:
+        with self.eval_mode():
             images = self.generate(n, labels, generator)
-        finally:
-            self.train(was_training)
         low, high = self.output_range
         return ((images.float() - low) / (high - low)).clamp_(0, 1)
 

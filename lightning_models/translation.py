@@ -117,12 +117,8 @@ class TranslationModule(TrainingModule):
             raise ValueError(f"translate expects images of shape (N, {', '.join(map(str, shape))}) in [0, 1], "
                              f"got {tuple(images.shape)}")
         net = self.generator_ab if direction == "AB" else self.generator_ba
-        was_training = self.training
-        self.eval()
-        try:
+        with self.eval_mode():
             out = net(images.to(self.device, torch.float32) * 2 - 1)
-        finally:
-            self.train(was_training)
         return ((out.float() + 1) / 2).clamp_(0, 1)
 
     # --- training ----------------------------------------------------------------------------------------------

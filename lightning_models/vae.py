@@ -14,7 +14,6 @@ draws codes from the requested colors' regions; `sample(n)` draws from the prior
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from typing import Any, Sequence
 
 import torch
@@ -166,15 +165,6 @@ class VAE(VAEEvaluation, GenerativeModule):
         probs = [F.softmax(x, 1) for x in logits]
         return torch.cat(probs, 1) if probs else torch.zeros(batch_size, 0, device=self.device)
 
-    @contextmanager
-    def _eval_mode(self):
-        was_training = self.training
-        self.eval()
-        try:
-            yield
-        finally:
-            self.train(was_training)
-
     def encode(self, images: Tensor) -> Tensor:
         """Latent codes (B, latent_size) of images (B, C, H, W) in [0, 1]: the posterior mode (continuous
         means, then one one-hot block per categorical variable), computed in eval mode."""
@@ -185,7 +175,7 @@ class VAE(VAEEvaluation, GenerativeModule):
         if images.numel() and (images.min() < 0 or images.max() > 1):
             raise ValueError("encode takes images in [0, 1]; got values in "
                              f"[{images.min().item():.3g}, {images.max().item():.3g}] (map [-1, 1] with (x + 1) / 2)")
-        with self._eval_mode():
+        with self.eval_mode():
             mean, _, logits = self.posterior(images.to(self.device))
             return self.mode_code(mean, logits)
 
@@ -196,7 +186,7 @@ class VAE(VAEEvaluation, GenerativeModule):
             raise ValueError(f"decode takes latent codes of shape (B, {self.latent_size}) = continuous_dim "
                              f"{self.continuous_dim} + categorical_dims {self.categorical_dims}, got "
                              f"{tuple(latents.shape)}")
-        with self._eval_mode():
+        with self.eval_mode():
             return torch.sigmoid(self.decoder(latents.to(self.device)))
 
     # --- sampling -------------------------------------------------------------------------------------------

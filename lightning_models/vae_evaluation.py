@@ -130,7 +130,7 @@ class VAEEvaluation:
           the prior's 5%..95% quantiles;
         - `categorical_<i>`: one row per category of variable i, applied to the codes of the first 8 images.
         """
-        with self._eval_mode():
+        with self.eval_mode():
             mean, _, logits = self.posterior(images.to(self.device))
             codes = self.mode_code(mean, logits)
             out = {"reconstructions": plots.reconstruction_grid(images[:32], self.decode(codes[:32]))}

@@ -23,7 +23,14 @@ TINY_MODEL = {
     "CycleGAN": ["--model.generator_width", "4", "--model.generator_blocks", "1", "--model.discriminator_width", "4",
                  "--model.pool_size", "4"],
     "Pix2Pix": ["--model.generator_width", "4", "--model.discriminator_width", "4"],
+    "InfoGAN": ["--model.generator_width", "8", "--model.discriminator_width", "8", "--model.latent_dim", "4",
+                "--model.q_hidden", "8", "--model.num_eval_samples", "20"],
+    "GANInversion": ["--model.encoder_width", "4", "--model.optim_steps", "3", "--model.restarts", "2"],
     "VAE": ["--model.mlp_hidden", "[16, 8]", "--model.conv_width", "4", "--model.num_eval_samples", "20"],
+    "Autoencoder": ["--model.width", "4", "--model.latent_dim", "4"],
+    "FewLabelClassifier": ["--model.num_labels", "10", "--model.hidden", "[8]"],
+    "LatentGAN": ["--model.generator_width", "8", "--model.discriminator_width", "8", "--model.latent_dim", "4",
+                  "--model.num_eval_samples", "20", "--model.num_interpolation_pairs", "4"],
 }
 # Per datamodule class: options that point it at the fixture data and keep batches small.
 TINY_DATA = {
@@ -31,12 +38,13 @@ TINY_DATA = {
     "ColoredMNISTDataModule": ["--data.val_size", "8", "--data.batch_size", "8"],
     "PairedColoredMNISTDataModule": ["--data.val_size", "8", "--data.batch_size", "8"],
     "UnpairedColoredMNISTDataModule": ["--data.val_size", "8", "--data.batch_size", "8"],
-    "CelebADataModule": ["--data.batch_size", "4", "--data.image_size", "32"],
+    "CelebADataModule": ["--data.batch_size", "4", "--data.eval_batch_size", "2", "--data.image_size", "32"],
 }
 
 # Per model class that starts from another model's checkpoint: (the upstream config, the option naming its
 # checkpoint). `tiny_args` trains the upstream config tiny (once per data folder) and passes its last.ckpt.
-UPSTREAM: dict[str, tuple[str, str]] = {}
+UPSTREAM: dict[str, tuple[str, str]] = {"GANInversion": ("dcgan_mnist.yaml", "--model.gan_path")}
+UPSTREAM["FewLabelClassifier"] = UPSTREAM["LatentGAN"] = ("ae_mnist.yaml", "--model.autoencoder_path")
 _upstream_cache: dict[tuple[str, str], str] = {}
 
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import cli
-from tests.helpers import CONFIGS, last_checkpoint, run_cli, run_cli_process, state_of, tiny_args
+from tests.helpers import (CONFIGS, UPSTREAM, config_classes, last_checkpoint, run_cli, run_cli_process, state_of,
+                           tiny_args)
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 DCGAN = next(c for c in CONFIGS if c.endswith("dcgan_mnist.yaml"))
@@ -139,3 +140,17 @@ def test_checkpoint_saved_outside_the_cli_also_names_its_class():
     GAN(latent_dim=8, generator_width=8, discriminator_width=8).on_save_checkpoint(checkpoint)
     with pytest.raises(ValueError, match="holds a lightning_models.gan.GAN, not a lightning_models.vae.VAE"):
         VAEClass().on_load_checkpoint(checkpoint)
+
+
+UPSTREAM_CONFIGS = [c for c in CONFIGS if config_classes(c)[0] in UPSTREAM]
+
+
+@pytest.mark.parametrize("config", UPSTREAM_CONFIGS, ids=lambda c: os.path.basename(c)[:-5])
+def test_missing_upstream_checkpoint_gives_one_line_naming_the_option(config, mnist_dir, tmp_path, capsys):
+    option = UPSTREAM[config_classes(config)[0]][1]
+    args = [a for a in tiny_args(config, mnist_dir, str(tmp_path / "runs"))]
+    code, err = main(["fit", *args, option, str(tmp_path / "gone.ckpt")], capsys)
+    message = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert code == 2 and len(message) == 1
+    assert option in message[0] and "gone.ckpt" in message[0] and "python cli.py fit --config" in message[0]
+    assert "Given value" not in err  # not jsonargparse's dump of the whole namespace

@@ -71,7 +71,10 @@ class Discriminator(nn.Module):
         return self.body(images)
 
     def forward(self, images: Tensor, labels: Tensor | None = None) -> Tensor:
-        h = self.features(images)  # (B, C', S0, S0)
+        return self.logits(self.features(images), labels)
+
+    def logits(self, h: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Logits (B,) from `features`' map h (B, C', S0, S0); a head sharing the body calls both parts."""
         flat = h.flatten(1)
         if self.minibatch_std:
             # one (S0, S0) map: the mean over channels of each feature's std across the batch, same for every row
