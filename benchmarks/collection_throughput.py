@@ -3,12 +3,12 @@ PyTorch loop over the same networks, losses and optimizers (no Lightning: batche
 tensors, the same per-batch work), and the data pipeline's images/second of each datamodule.
 
     python benchmarks/collection_throughput.py DATA_DIR [--schemes classifier vae_joint pix2pix cyclegan cgan]
-        [--batches 30] [--repeats 3] [--data-only]
+        [--batches N] [--repeats 3] [--data-only]
 
 DATA_DIR holds MNIST/raw (see make_mnist_split.py). Each scheme is built from its config in configs/ (its default
 network sizes and batch size) through the CLI's parser, so the networks timed are the ones users train. Runs
 alternate (plain, ours, plain, ours, ...) so both see the same machine load; the median is reported. The plain
-loop calls the module's own loss functions (`VAE.loss_terms`, `TranslationModule.discriminator_loss`, ...), so the
+loop takes its batches from the datamodule's own loader and calls the module's own loss functions (`VAE.loss_terms`, `TranslationModule.discriminator_loss`, ...), so the
 ratio measures exactly what Lightning and our hooks add.
 
 The data rate is a whole epoch's batches as training sees them: BatchLoader slicing plus the datamodule's
@@ -36,6 +36,8 @@ from lightning_models.classifier import random_translate  # noqa: E402
 
 WARMUP = 3
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BATCHES = {"classifier": 150, "vae_continuous": 300, "vae_joint": 300, "pix2pix": 20, "cyclegan": 8, "dcgan": 40,
+           "cgan": 40}  # per scheme: a timed window of a few seconds on a 2-core CPU
 SCHEMES = {  # name: config
     "classifier": "classifier_mnist.yaml",
     "vae_continuous": "vae_continuous_colored_mnist.yaml",
@@ -56,12 +58,13 @@ def build(config: str, data_dir: str):
 
 
 class Timer(pl.Callback):
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if batch_idx == WARMUP - 1:
-            self.start = time.perf_counter()
+    """Wall time from the end of batch WARMUP to the end of the last batch (as the plain loop measures)."""
 
-    def on_train_end(self, trainer, pl_module):
-        self.seconds = time.perf_counter() - self.start
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.batches = getattr(self, "batches", 0) + 1
+        if self.batches == WARMUP:
+            self.start = time.perf_counter()
+        self.seconds = time.perf_counter() - self.start if self.batches > WARMUP else 0.0
 
 
 def steps_per_batch(model) -> int:
@@ -148,15 +151,18 @@ def plain(name: str, model, dm, batches: int) -> float:
         opts = [configured]
     else:
         opts = list(configured[0] if isinstance(configured[0], list) else configured)
-    split = dm.split("train")
-    order = torch.randperm(len(next(iter(split.values()))), generator=torch.Generator().manual_seed(0))
     rng = torch.Generator().manual_seed(0)
+    loader = dm.train_dataloader()  # the same BatchLoader slicing (no Lightning involved)
+    batches_of = iter(loader)
     start = None
     for b in range(batches + WARMUP):
         if b == WARMUP:
             start = time.perf_counter()
-        idx = order[b * dm.batch_size : (b + 1) * dm.batch_size]
-        batch = dm.on_after_batch_transfer({k: v[idx] for k, v in split.items()}, 0)
+        raw = next(batches_of, None)
+        if raw is None:  # a new epoch
+            batches_of = iter(loader)
+            raw = next(batches_of)
+        batch = dm.on_after_batch_transfer(raw, 0)
         PLAIN[name](model, batch, opts, rng)
     return batches * dm.batch_size / (time.perf_counter() - start)
 
@@ -175,7 +181,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data_dir")
     parser.add_argument("--schemes", nargs="+", default=list(SCHEMES), choices=list(SCHEMES))
-    parser.add_argument("--batches", type=int, default=30)
+    parser.add_argument("--batches", type=int, default=None, help="timed batches (default: per scheme, BATCHES)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--data-only", action="store_true")
     args = parser.parse_args(argv)
@@ -188,10 +194,13 @@ def main(argv=None) -> None:
         if args.data_only:
             print(f"| {name} ({SCHEMES[name]}, {type(dm).__name__}) | {dm.batch_size} | | | | {data:.0f} | | |")
             continue
+        batches = args.batches or BATCHES[name]
+        plain(name, model, dm, max(2, batches // 4))  # warm both paths up (allocator, thread pool); not counted
+        ours(model, dm, max(2, batches // 4))
         rates = {"plain": [], "ours": []}
         for _ in range(args.repeats):
-            rates["plain"].append(plain(name, model, dm, args.batches))
-            rates["ours"].append(ours(model, dm, args.batches))
+            rates["plain"].append(plain(name, model, dm, batches))
+            rates["ours"].append(ours(model, dm, batches))
         p, o = statistics.median(rates["plain"]), statistics.median(rates["ours"])
         print(f"| {name} ({SCHEMES[name]}, {type(dm).__name__}) | {dm.batch_size} | {p:.0f} | {o:.0f} | {o / p:.3f} "
               f"| {data:.0f} | {data / o:.0f}x | plain {[round(r) for r in rates['plain']]}, ours "
