@@ -2,8 +2,8 @@
 PyTorch loop over the same networks, losses and optimizers (no Lightning: batches by index from the same uint8
 tensors, the same per-batch work), and the data pipeline's images/second of each datamodule.
 
-    python benchmarks/collection_throughput.py DATA_DIR [--schemes classifier vae_joint pix2pix cyclegan cgan]
-        [--batches N] [--repeats 3] [--data-only]
+    python benchmarks/collection_throughput.py DATA_DIR [--schemes classifier vae_joint pix2pix cyclegan cgan ...]
+        [--batches N] [--repeats 3] [--data-only] [--autoencoder AE_CHECKPOINT_OR_RUN_ROOT]
 
 DATA_DIR holds MNIST/raw (see make_mnist_split.py). Each scheme is built from its config in configs/ (its default
 network sizes and batch size) through the CLI's parser, so the networks timed are the ones users train. Runs
@@ -37,7 +37,8 @@ from lightning_models.classifier import random_translate  # noqa: E402
 WARMUP = 3
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCHES = {"classifier": 150, "vae_continuous": 300, "vae_joint": 300, "pix2pix": 20, "cyclegan": 8, "dcgan": 40,
-           "cgan": 40}  # per scheme: a timed window of a few seconds on a 2-core CPU
+           "cgan": 40, "autoencoder": 60, "latent_gan": 300, "latent_cgan": 300, "infogan": 40}
+# per scheme: a timed window of a few seconds on a 2-core CPU
 SCHEMES = {  # name: config
     "classifier": "classifier_mnist.yaml",
     "vae_continuous": "vae_continuous_colored_mnist.yaml",
@@ -46,13 +47,18 @@ SCHEMES = {  # name: config
     "cyclegan": "cyclegan_colored_mnist.yaml",
     "dcgan": "dcgan_mnist.yaml",
     "cgan": "cgan_mnist.yaml",
+    "autoencoder": "ae_mnist.yaml",
+    "latent_gan": "latent_gan_mnist.yaml",
+    "latent_cgan": "latent_cgan_mnist.yaml",
+    "infogan": "infogan_mnist.yaml",
 }
+UPSTREAM = {"latent_gan": "--model.autoencoder_path", "latent_cgan": "--model.autoencoder_path"}  # needs --autoencoder
 
 
-def build(config: str, data_dir: str):
+def build(config: str, data_dir: str, *extra: str):
     """(model, datamodule) exactly as `cli.py fit --config configs/<config>` builds them."""
     parsed = cli.GenerativeCLI(args=["--config", os.path.join(REPO, "configs", config), "--data.data_dir", data_dir,
-                                     "--trainer.logger", "false"], run=False)
+                                     "--trainer.logger", "false", *extra], run=False)
     parsed.datamodule.setup("fit")
     return parsed.model, parsed.datamodule
 
@@ -123,15 +129,28 @@ def plain_translation(model, batch, opts, rng):
         p.requires_grad_(True)
 
 
+def plain_autoencoder(model, batch, opts, rng):
+    _step(opts[0], model.reconstruction_loss(model.corrupt(batch["image"]), batch["image"]))
+
+
 def plain_gan(model, batch, opts, rng):
+    """Every GAN of the collection (DCGAN, cGAN, latent GANs, InfoGAN) through the module's hooks: what it
+    discriminates, the latent it draws, its discriminator pass and its auxiliary (InfoGAN) term."""
     opt_g, opt_d = opts
-    real, labels = batch["image"] * 2 - 1, (batch["label"] if model.conditional else None)
-    fake = model.generator(torch.randn(len(real), model.hparams.latent_dim, generator=rng), labels)
-    _step(opt_d, model.gan_loss.discriminator(model.discriminator(real, labels),
-                                              model.discriminator(fake.detach(), labels)))
+    real, labels = model.real_inputs(batch)
+    z = model.draw_latent(len(real), rng)
+    fake = model.generator(z, labels)
+    real_logits, _ = model.discriminate(real, labels)
+    fake_logits, aux = model.discriminate(fake.detach(), labels)
+    loss_d = model.gan_loss.discriminator(real_logits, fake_logits)
+    extra = model.auxiliary_loss(aux, z, labels)
+    _step(opt_d, loss_d if extra is None else loss_d + extra)
     for p in model.discriminator.parameters():
         p.requires_grad_(False)
-    _step(opt_g, model.gan_loss.generator(model.discriminator(fake, labels)))
+    logits, aux = model.discriminate(fake, labels)
+    loss_g = model.gan_loss.generator(logits)
+    extra = model.auxiliary_loss(aux, z, labels)
+    _step(opt_g, loss_g if extra is None else loss_g + extra)
     for p in model.discriminator.parameters():
         p.requires_grad_(True)
     if model.generator_ema is not None:
@@ -139,7 +158,8 @@ def plain_gan(model, batch, opts, rng):
 
 
 PLAIN = {"classifier": plain_classifier, "vae_continuous": plain_vae, "vae_joint": plain_vae,
-         "pix2pix": plain_translation, "cyclegan": plain_translation, "dcgan": plain_gan, "cgan": plain_gan}
+         "pix2pix": plain_translation, "cyclegan": plain_translation, "dcgan": plain_gan, "cgan": plain_gan,
+         "autoencoder": plain_autoencoder, "latent_gan": plain_gan, "latent_cgan": plain_gan, "infogan": plain_gan}
 
 
 def plain(name: str, model, dm, batches: int) -> float:
@@ -184,12 +204,15 @@ def main(argv=None) -> None:
     parser.add_argument("--batches", type=int, default=None, help="timed batches (default: per scheme, BATCHES)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--data-only", action="store_true")
+    parser.add_argument("--autoencoder", default="benchmarks/_work/ae_mnist",
+                        help="autoencoder checkpoint or run root for the latent GAN schemes")
     args = parser.parse_args(argv)
     print("| scheme (config) | batch | plain img/s | ours img/s | ours/plain | data img/s | data / ours | runs |")
     print("|---|---|---|---|---|---|---|---|")
     for name in args.schemes:
         torch.manual_seed(0)
-        model, dm = build(SCHEMES[name], args.data_dir)
+        extra = [UPSTREAM[name], args.autoencoder] if name in UPSTREAM else []
+        model, dm = build(SCHEMES[name], args.data_dir, *extra)
         data = statistics.median(data_rate(dm) for _ in range(3))
         if args.data_only:
             print(f"| {name} ({SCHEMES[name]}, {type(dm).__name__}) | {dm.batch_size} | | | | {data:.0f} | | |")
