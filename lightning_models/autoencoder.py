@@ -117,8 +117,7 @@ class Autoencoder(TrainingModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         images = batch["image"]
-        loss = self.reconstruction_loss(self.corrupt(images), images)
-        self.check_finite(loss=loss)
+        loss = self.reconstruction_loss(self.corrupt(images), images)  # checked finite in on_before_backward
         self.log("train/reconstruction", loss.detach(), prog_bar=True)
         return loss
 

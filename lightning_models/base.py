@@ -72,8 +72,11 @@ class TrainingModule(pl.LightningModule):
         torch.manual_seed(self._step_seed(int(self.hparams.get("seed", 0))) % 2**63)
 
     def on_before_backward(self, loss: Tensor) -> None:
-        """Every backward (automatic optimization, and `manual_backward`) first checks its loss is finite."""
-        self.check_finite(loss=loss)
+        """Every automatic-optimization backward first checks its loss is finite. Manual-optimization schemes (the
+        GAN and translation steps) check each named loss themselves before `manual_backward`, so a second check
+        here would only add a device sync per step."""
+        if self.automatic_optimization:
+            self.check_finite(loss=loss)
 
     # --- checkpoints that say what they hold ------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -95,9 +98,9 @@ class TrainingModule(pl.LightningModule):
             raise ValueError(f"this checkpoint was trained on images of shape {tuple(saved_shape)} (C, H, W), but the "
                              f"data gives {tuple(my_shape)}: use the same --data.image_size / --data.dataset as in "
                              "training (see the run's config.yaml)")
-        mine = self.state_dict()
+        my_weights = self.state_dict()
         saved_weights = checkpoint.get("state_dict", {})
-        if any(k in mine and tuple(v.shape) != tuple(mine[k].shape) for k, v in saved_weights.items()):
+        if any(k in my_weights and tuple(v.shape) != tuple(my_weights[k].shape) for k, v in saved_weights.items()):
             differ = {k: (v, self.hparams.get(k)) for k, v in saved_hparams.items()
                       if not k.startswith("_") and k in self.hparams and _plain(v) != _plain(self.hparams.get(k))}
             listing = ", ".join(f"{k}: {a!r} in the checkpoint, {b!r} now" for k, (a, b) in differ.items())

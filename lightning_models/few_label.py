@@ -248,7 +248,6 @@ class FewLabelClassifier(TrainingModule):
             loss_unlabelled = (per_image * self.pseudo_certainty[rows]).mean()
             loss = loss + h.unlabeled_weight * loss_unlabelled
             self.log("train/loss_unlabelled", loss_unlabelled.detach())
-        self.check_finite(loss=loss)
         self.log_dict({"train/loss": loss.detach(), "train/loss_labelled": loss_labelled.detach()}, prog_bar=True)
         return loss
 

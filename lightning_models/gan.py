@@ -130,10 +130,12 @@ class GAN(GenerativeModule):
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=h.lr_discriminator, betas=tuple(h.betas))
         return opt_g, opt_d
 
+    def sampling_generator(self) -> torch.nn.Module:
+        """The generator that samples: its EMA copy when one is kept, else the trained one."""
+        return self.generator_ema.module if self.generator_ema is not None else self.generator
+
     def generate(self, n: int, labels: Tensor | None, generator: torch.Generator | None) -> Tensor:
-        z = self.draw_latent(n, generator)
-        net = self.generator_ema.module if self.generator_ema is not None else self.generator
-        return net(z, labels)
+        return self.sampling_generator()(self.draw_latent(n, generator), labels)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         real, labels = self.real_inputs(batch)

@@ -163,14 +163,11 @@ class InfoGAN(GAN):
         return loss
 
     # --- the code API ---------------------------------------------------------------------------------------
-    def _generator_net(self) -> nn.Module:
-        return self.generator_ema.module if self.generator_ema is not None else self.generator
-
     @torch.no_grad()
     def decode(self, latent: Tensor) -> Tensor:
         """Images (B, C, H, W) in [0, 1] of latents laid out as `make_latent` makes them, in eval mode."""
         with self.eval_mode():
-            images = self._generator_net()(latent.to(self.device))
+            images = self.sampling_generator()(latent.to(self.device))
         low, high = self.output_range
         return ((images.float() - low) / (high - low)).clamp_(0, 1)
 

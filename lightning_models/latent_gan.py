@@ -122,8 +122,7 @@ class LatentGAN(GAN):
             if self.conditional:
                 labels = (torch.arange(pairs, device=self.device) % self.num_classes).repeat_interleave(steps)
             with self.eval_mode():
-                net = self.generator_ema.module if self.generator_ema is not None else self.generator
-                return self.autoencoder.decode(net(path, labels))
+                return self.autoencoder.decode(self.sampling_generator()(path, labels))
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
         """Sample grids (see `GenerativeModule.predict_step`) and `interpolate_<noise|latent>_<linear|slerp>`

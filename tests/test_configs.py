@@ -25,26 +25,22 @@ def model_class(config):
     return getattr(importlib.import_module(module), name)
 
 
-def data_dir_for(config, mnist_dir, celeba_root):
+def data_dir_for(config, mnist_dir, tmp_path) -> str:
+    """The fixture data `config` reads: `mnist_dir`, or a CelebA-layout folder under `tmp_path` (written the first
+    time a CelebA config asks for it)."""
     with open(config) as f:
-        return celeba_root if "CelebA" in yaml.safe_load(f)["data"]["class_path"] else mnist_dir
-
-
-def celeba_root_dir(tmp_path) -> str:
+        if "CelebA" not in yaml.safe_load(f)["data"]["class_path"]:
+            return mnist_dir
     from tests.conftest import make_celeba_dir
 
-    return make_celeba_dir(str(tmp_path / "celeba_data"))
-
-
-@pytest.fixture
-def celeba_root(tmp_path):
-    return celeba_root_dir(tmp_path)
+    root = os.path.join(str(tmp_path), "celeba_data")
+    return root if os.path.isdir(root) else make_celeba_dir(root)
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=IDS)
-def test_fit_checkpoint_round_trip_and_predict(config, mnist_dir, celeba_root, tmp_path):
+def test_fit_checkpoint_round_trip_and_predict(config, mnist_dir, tmp_path):
     root = str(tmp_path / "runs")
-    data = data_dir_for(config, mnist_dir, celeba_root)
+    data = data_dir_for(config, mnist_dir, tmp_path)
     run_cli("fit", tiny_args(config, data, root, "--trainer.max_steps", "4"))
     ckpt = last_checkpoint(root)
     run = os.path.dirname(os.path.dirname(ckpt))
@@ -90,8 +86,8 @@ def test_fit_checkpoint_round_trip_and_predict(config, mnist_dir, celeba_root, t
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=IDS)
-def test_print_config_round_trips(config, mnist_dir, celeba_root, tmp_path, capsys):
-    data = data_dir_for(config, mnist_dir, celeba_root)
+def test_print_config_round_trips(config, mnist_dir, tmp_path, capsys):
+    data = data_dir_for(config, mnist_dir, tmp_path)
     args = tiny_args(config, data, str(tmp_path / "runs"))
     with pytest.raises(SystemExit) as exit_info:
         run_cli("fit", [*args, "--print_config"])

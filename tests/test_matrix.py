@@ -30,17 +30,17 @@ def ddp_runs(tmp_path_factory):
     """Trains every config for 4 steps on 2 DDP processes (one process group for all of them), then runs `test` of
     a classifier and a cGAN on them; returns ({config name: folder of the per-rank weight dumps}, the job's stderr,
     the folder of the per-rank test metrics, the classifier's test metrics from one process)."""
-    from tests.conftest import make_celeba_dir, make_mnist_dir
+    from tests.conftest import make_mnist_dir
 
     tmp = tmp_path_factory.mktemp("ddp")
-    mnist, celeba = make_mnist_dir(str(tmp / "mnist")), make_celeba_dir(str(tmp / "celeba"))
+    mnist = make_mnist_dir(str(tmp / "mnist"))
     jobs, outs = [], {}
     for config, name in zip(CONFIGS, IDS):
         outs[name] = str(tmp / "weights" / name)
         dump = tmp / f"dump_{name}.yaml"
         dump.write_text(f"trainer:\n  callbacks:\n    - class_path: tests.helpers.DumpWeights\n"
                         f"      init_args: {{out_dir: {outs[name]}}}\n")
-        args = tiny_args(config, data_dir_for(config, mnist, celeba), str(tmp / "runs" / name), "--config", str(dump),
+        args = tiny_args(config, data_dir_for(config, mnist, tmp), str(tmp / "runs" / name), "--config", str(dump),
                          "--trainer.num_nodes", "2", "--trainer.devices", "1", "--trainer.strategy", "ddp",
                          "--trainer.max_steps", "4")
         jobs.append({"name": name, "args": args})
@@ -80,10 +80,8 @@ def test_ddp_two_processes_keep_ranks_in_sync(name, ddp_runs):
 
 @pytest.mark.parametrize("config", CONFIGS, ids=IDS)
 def test_bf16_mixed_trains(config, mnist_dir, tmp_path):
-    from tests.test_configs import celeba_root_dir
-
     root = str(tmp_path / "runs")
-    cli = run_cli("fit", tiny_args(config, data_dir_for(config, mnist_dir, celeba_root_dir(tmp_path)), root,
+    cli = run_cli("fit", tiny_args(config, data_dir_for(config, mnist_dir, tmp_path), root,
                                    "--trainer.precision", "bf16-mixed", "--trainer.max_steps", "2"))
     assert cli.trainer.global_step == 2
     for key, value in state_of(last_checkpoint(root))["state_dict"].items():
@@ -93,9 +91,7 @@ def test_bf16_mixed_trains(config, mnist_dir, tmp_path):
 
 @pytest.mark.parametrize("config", CONFIGS, ids=IDS)
 def test_interrupted_then_resumed_equals_uninterrupted(config, mnist_dir, tmp_path):
-    from tests.test_configs import celeba_root_dir
-
-    data = data_dir_for(config, mnist_dir, celeba_root_dir(tmp_path))
+    data = data_dir_for(config, mnist_dir, tmp_path)
     # every 2 optimizer steps: the end of each batch for the 2-optimizer models (a D and a G step per batch)
     common = ["--config", every_step_checkpoints(tmp_path, 2), "--trainer.deterministic", "true",
               "--trainer.max_steps", "8"]

@@ -28,3 +28,18 @@ def test_randomness_is_a_function_of_seed_rank_and_step():
             assert not torch.equal(a, b)  # DDP ranks, and consecutive steps, draw different noise
     other_seed = GAN(latent_dim=8, generator_width=8, discriminator_width=8, seed=4)
     assert not torch.equal(draws(other_seed, rank=0, step=5)[0], first[0])
+
+
+def test_automatic_optimization_schemes_stop_on_a_non_finite_loss(mnist_dir, tmp_path, monkeypatch):
+    # Schemes trained by automatic optimization (autoencoder, classifiers, VAE) are guarded by the
+    # on_before_backward hook, before any optimizer step.
+    import pytest
+
+    from lightning_models import Autoencoder, NonFiniteLossError
+    from tests.helpers import CONFIGS, run_cli, tiny_args
+
+    monkeypatch.setattr(Autoencoder, "reconstruction_loss", lambda self, x, y: (self.decoder(self.encoder(x)).sum()
+                                                                                * float("nan")))
+    config = next(c for c in CONFIGS if c.endswith("ae_mnist.yaml"))
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss \(nan\) at global step 0"):
+        run_cli("fit", tiny_args(config, mnist_dir, str(tmp_path / "runs"), "--trainer.max_steps", "2"))
