@@ -3,7 +3,7 @@ PyTorch loop over the same networks, losses and optimizers (no Lightning: batche
 tensors, the same per-batch work), and the data pipeline's images/second of each datamodule.
 
     python benchmarks/collection_throughput.py DATA_DIR [--schemes classifier vae_joint pix2pix cyclegan cgan ...]
-        [--batches N] [--repeats 3] [--data-only] [--autoencoder AE_CHECKPOINT_OR_RUN_ROOT]
+        [--batches N] [--repeats 3] [--data-only] [--autoencoder AE_CHECKPOINT_OR_RUN_ROOT] [--gan GAN_RUN_ROOT]
 
 DATA_DIR holds MNIST/raw (see make_mnist_split.py). Each scheme is built from its config in configs/ (its default
 network sizes and batch size) through the CLI's parser, so the networks timed are the ones users train. Runs
@@ -24,6 +24,7 @@ import resource
 import statistics
 import sys
 import time
+from types import SimpleNamespace
 
 import pytorch_lightning as pl
 import torch
@@ -33,11 +34,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import cli  # noqa: E402
 from lightning_models.classifier import random_translate  # noqa: E402
+from lightning_models.few_label import label_spreading  # noqa: E402
 
 WARMUP = 3
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCHES = {"classifier": 150, "vae_continuous": 300, "vae_joint": 300, "pix2pix": 20, "cyclegan": 8, "dcgan": 40,
-           "cgan": 40, "autoencoder": 60, "latent_gan": 300, "latent_cgan": 300, "infogan": 40}
+           "cgan": 40, "autoencoder": 60, "latent_gan": 300, "latent_cgan": 300, "infogan": 40, "few_label": 60,
+           "inversion": 40}
 # per scheme: a timed window of a few seconds on a 2-core CPU
 SCHEMES = {  # name: config
     "classifier": "classifier_mnist.yaml",
@@ -51,8 +54,12 @@ SCHEMES = {  # name: config
     "latent_gan": "latent_gan_mnist.yaml",
     "latent_cgan": "latent_cgan_mnist.yaml",
     "infogan": "infogan_mnist.yaml",
+    "few_label": "few_label_mnist.yaml",
+    "inversion": "inversion_mnist.yaml",
 }
-UPSTREAM = {"latent_gan": "--model.autoencoder_path", "latent_cgan": "--model.autoencoder_path"}  # needs --autoencoder
+UPSTREAM = {"latent_gan": ("--model.autoencoder_path", "autoencoder"), "latent_cgan": ("--model.autoencoder_path",
+            "autoencoder"), "few_label": ("--model.autoencoder_path", "autoencoder"),
+            "inversion": ("--model.gan_path", "gan")}  # option, and the argument of this script giving the path
 
 
 def build(config: str, data_dir: str, *extra: str):
@@ -157,9 +164,43 @@ def plain_gan(model, batch, opts, rng):
         model.generator_ema.update_parameters(model.generator)
 
 
+def plain_inversion(model, batch, opts, rng):
+    h = model.hparams
+    real = batch["image"] * 2 - 1
+    z = torch.randn(len(real), model.latent_dim, generator=rng)
+    with torch.no_grad():
+        fake = model.generator(z)
+    real_codes, fake_codes = model.encoder(torch.cat([real, fake])).split(len(real))
+    _step(opts[0], h.reconstruction_weight * F.mse_loss(model.generator(real_codes), real)
+          + h.latent_weight * F.mse_loss(fake_codes, z))
+
+
+def few_label_epoch(model, dm, epoch: int) -> None:
+    """What FewLabelClassifier does outside its steps: the labelled draw (once) and each epoch's label spreading."""
+    model._trainer = SimpleNamespace(datamodule=dm, current_epoch=epoch, global_rank=0)
+    if epoch == 0:
+        model.setup("fit")
+    h = model.hparams
+    model.pseudo_labels, model.pseudo_certainty = label_spreading(
+        model.propagation_features(), model.labelled_indices, model.labelled_labels, model.num_classes,
+        h.propagation_neighbors, h.propagation_alpha, h.propagation_iterations)
+
+
+def plain_few_label(model, batch, opts, rng):
+    h = model.hparams
+    loss = F.cross_entropy(model(random_translate(model.labelled_images, h.augment_shift)), model.labelled_labels)
+    rows = model.lookup(batch["image"])
+    per_image = F.cross_entropy(model(random_translate(batch["image"], h.augment_shift)), model.pseudo_labels[rows],
+                                reduction="none")
+    _step(opts[0], loss + h.unlabeled_weight * (per_image * model.pseudo_certainty[rows]).mean())
+
+
+EPOCH_START = {"few_label": few_label_epoch}  # per-epoch work of a scheme, outside its training steps
+
 PLAIN = {"classifier": plain_classifier, "vae_continuous": plain_vae, "vae_joint": plain_vae,
          "pix2pix": plain_translation, "cyclegan": plain_translation, "dcgan": plain_gan, "cgan": plain_gan,
-         "autoencoder": plain_autoencoder, "latent_gan": plain_gan, "latent_cgan": plain_gan, "infogan": plain_gan}
+         "autoencoder": plain_autoencoder, "latent_gan": plain_gan, "latent_cgan": plain_gan, "infogan": plain_gan,
+         "few_label": plain_few_label, "inversion": plain_inversion}
 
 
 def plain(name: str, model, dm, batches: int) -> float:
@@ -173,6 +214,9 @@ def plain(name: str, model, dm, batches: int) -> float:
         opts = list(configured[0] if isinstance(configured[0], list) else configured)
     rng = torch.Generator().manual_seed(0)
     loader = dm.train_dataloader()  # the same BatchLoader slicing (no Lightning involved)
+    epoch_start = EPOCH_START.get(name, lambda *args: None)
+    epoch = 0
+    epoch_start(model, dm, epoch)
     batches_of = iter(loader)
     start = None
     for b in range(batches + WARMUP):
@@ -180,6 +224,8 @@ def plain(name: str, model, dm, batches: int) -> float:
             start = time.perf_counter()
         raw = next(batches_of, None)
         if raw is None:  # a new epoch
+            epoch += 1
+            epoch_start(model, dm, epoch)
             batches_of = iter(loader)
             raw = next(batches_of)
         batch = dm.on_after_batch_transfer(raw, 0)
@@ -205,13 +251,15 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--data-only", action="store_true")
     parser.add_argument("--autoencoder", default="benchmarks/_work/ae_mnist",
-                        help="autoencoder checkpoint or run root for the latent GAN schemes")
+                        help="autoencoder checkpoint or run root for the latent GAN and few-label schemes")
+    parser.add_argument("--gan", default="benchmarks/_work/dcgan_mnist_non_saturating_3000",
+                        help="GAN checkpoint or run root whose generator the inversion scheme inverts")
     args = parser.parse_args(argv)
     print("| scheme (config) | batch | plain img/s | ours img/s | ours/plain | data img/s | data / ours | runs |")
     print("|---|---|---|---|---|---|---|---|")
     for name in args.schemes:
         torch.manual_seed(0)
-        extra = [UPSTREAM[name], args.autoencoder] if name in UPSTREAM else []
+        extra = [UPSTREAM[name][0], getattr(args, UPSTREAM[name][1])] if name in UPSTREAM else []
         model, dm = build(SCHEMES[name], args.data_dir, *extra)
         data = statistics.median(data_rate(dm) for _ in range(3))
         if args.data_only:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -68,17 +69,27 @@ def classifier(dataset: str, data: str, work: str, record) -> str:
 
 
 def gan(model: str, loss: str, dataset: str, data: str, work: str, batches: int, classifier_root: str, record,
-        extra: list[str] = (), tag: str = ""):
-    root = os.path.join(work, f"{model}_{dataset}_{loss}_{batches}{tag and '_' + tag}")
+        extra: list[str] = (), tag: str = "", continue_from: int | None = None):
+    name = f"{model}_{dataset}_{loss}_{{}}{tag and '_' + tag}"
+    root = os.path.join(work, name.format(batches))
+    resume = []
+    if continue_from is not None:  # extend the finished run of that budget (a copy of it) instead of starting over
+        earlier = os.path.join(work, name.format(continue_from))
+        if find_last_checkpoint(earlier) is None:
+            raise SystemExit(f"--continue-from {continue_from}: no finished run in {earlier}; run that budget first")
+        if not os.path.exists(root):
+            shutil.copytree(earlier, root)
+        resume = ["--ckpt_path", "last"]
     config = os.path.join(REPO, "configs", f"{model}_mnist.yaml")
     common = ["--config", config, *data_args(dataset, data), "--trainer.default_root_dir", root,
               "--model.loss", loss, "--model.ema_decay", "0.995", *QUIET, *extra]
     start = time.time()
-    run("fit", [*common, "--trainer.max_steps", str(2 * batches), "--trainer.max_epochs", "-1"])
+    run("fit", [*common, "--trainer.max_steps", str(2 * batches), "--trainer.max_epochs", "-1", *resume])
     seconds = time.time() - start
     metrics = run("test", [*common, "--ckpt_path", "last", "--model.classifier_path", classifier_root])
     record({"kind": "gan", "model": model + (f" ({tag})" if tag else ""), "dataset": dataset, "loss": loss, "batches": batches,
-            "train_seconds": round(seconds, 1), **{k[5:]: round(float(v), 4) for k, v in metrics.items()}})
+            "train_seconds": round(seconds, 1), **({"continued_from": continue_from} if resume else {}),
+            **{k[5:]: round(float(v), 4) for k, v in metrics.items()}})
 
 
 def table(results: str) -> str:
@@ -110,6 +121,9 @@ def main(argv=None) -> None:
                         "--extra=--model.minibatch_std --extra=true")
     parser.add_argument("--tag", default="", help="names runs with --extra options apart")
     parser.add_argument("--table", action="store_true", help="only print the table of what is measured")
+    parser.add_argument("--continue-from", type=int, default=None, metavar="BATCHES",
+                        help="extend each finished run of that budget to --batches (a copy; train s counts the "
+                             "extension only)")
     args = parser.parse_args(argv)
     os.makedirs(args.work, exist_ok=True)
     results = os.path.join(args.work, "quality.jsonl")
@@ -134,7 +148,7 @@ def main(argv=None) -> None:
                 name = model + (f" ({args.tag})" if args.tag else "")
                 if (name, dataset, loss, args.batches) not in done:
                     gan(model, loss, dataset, data, args.work, args.batches, classifier_root, record, args.extra,
-                        args.tag)
+                        args.tag, args.continue_from)
     print(table(results))
 
 

@@ -118,7 +118,7 @@ class Autoencoder(TrainingModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         images = batch["image"]
         loss = self.reconstruction_loss(self.corrupt(images), images)  # checked finite in on_before_backward
-        self.log("train/reconstruction", loss.detach(), prog_bar=True)
+        self.log_train({"train/reconstruction": loss}, prog_bar=("train/reconstruction",))
         return loss
 
     def _evaluate(self, batch: dict[str, Tensor], stage: str) -> None:

@@ -65,7 +65,6 @@ class Classifier(TrainingModule):
         self.num_classes = num_classes
         self.net = ClassifierNet(self.image_shape[0], num_classes, min(self.image_shape[1:]), width)
         # micro average = the fraction of correct predictions, what "accuracy" means in every report
-        self.train_accuracy = MulticlassAccuracy(num_classes, average="micro")
         self.val_accuracy = MulticlassAccuracy(num_classes, average="micro")
         self.test_accuracy = MulticlassAccuracy(num_classes, average="micro")
 
@@ -86,9 +85,8 @@ class Classifier(TrainingModule):
         images = random_translate(batch["image"], 2) if self.hparams.augment else batch["image"]
         logits = self(images)
         loss = F.cross_entropy(logits, batch["label"])
-        self.train_accuracy(logits, batch["label"])
-        self.log("train/loss", loss, prog_bar=True)
-        self.log("train/accuracy", self.train_accuracy, on_step=True, on_epoch=False)
+        accuracy = (logits.detach().argmax(1) == batch["label"]).float().mean()
+        self.log_train({"train/loss": loss, "train/accuracy": accuracy}, prog_bar=("train/loss",))
         return loss
 
     def _evaluate(self, batch: dict[str, Tensor], stage: str, accuracy: MulticlassAccuracy) -> None:

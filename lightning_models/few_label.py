@@ -247,8 +247,9 @@ class FewLabelClassifier(TrainingModule):
             per_image = F.cross_entropy(logits, self.pseudo_labels[rows], reduction="none")
             loss_unlabelled = (per_image * self.pseudo_certainty[rows]).mean()
             loss = loss + h.unlabeled_weight * loss_unlabelled
-            self.log("train/loss_unlabelled", loss_unlabelled.detach())
-        self.log_dict({"train/loss": loss.detach(), "train/loss_labelled": loss_labelled.detach()}, prog_bar=True)
+            self.log_train({"train/loss_unlabelled": loss_unlabelled})
+        self.log_train({"train/loss": loss, "train/loss_labelled": loss_labelled},
+                       prog_bar=("train/loss", "train/loss_labelled"))
         return loss
 
     # evaluation and prediction exactly as the supervised classifier's: true labels, micro accuracy, val/test loss

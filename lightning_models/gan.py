@@ -179,9 +179,8 @@ class GAN(GenerativeModule):
         if self.generator_ema is not None and self.global_step >= self.hparams.ema_start_step:
             self.generator_ema.update_parameters(self.generator)
 
-        self.log_dict({"train/loss_d": loss_d.detach(), "train/loss_g": loss_g.detach()}, prog_bar=True)
-        self.log_dict({"train/d_real": real_logits.detach().mean(), "train/d_fake": fake_logits.detach().mean(),
-                       **logs})
+        self.log_train({"train/loss_d": loss_d, "train/loss_g": loss_g, "train/d_real": real_logits.mean(),
+                        "train/d_fake": fake_logits.mean(), **logs}, prog_bar=("train/loss_d", "train/loss_g"))
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Called by Lightning inside opt.step(), after 16-mixed has unscaled the gradients (clipping earlier

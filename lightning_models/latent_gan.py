@@ -93,7 +93,11 @@ class LatentGAN(GAN):
         return generator, discriminator
 
     def real_inputs(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor | None]:
-        return self.autoencoder.encode(batch["image"]), (batch["label"] if self.conditional else None)
+        # the frozen encoder directly (always in eval mode, see `train`): `encode` would also check every batch's
+        # value range, a host sync per step, for images the datamodule already gives in [0, 1]
+        with torch.no_grad():
+            codes = self.autoencoder.encoder(batch["image"])
+        return codes, (batch["label"] if self.conditional else None)
 
     def train(self, mode: bool = True):
         super().train(mode)

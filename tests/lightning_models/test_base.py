@@ -1,10 +1,12 @@
-"""What every training scheme inherits from `TrainingModule`: step-keyed randomness (resume, per-rank draws)."""
+"""What every training scheme inherits from `TrainingModule`: step-keyed randomness (resume, per-rank draws), the
+finite-loss guard and the training logs."""
 
 from types import SimpleNamespace
 
 import torch
 
 from lightning_models import GAN
+from lightning_models.base import TrainingModule
 
 
 def draws(model, rank: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,3 +45,39 @@ def test_automatic_optimization_schemes_stop_on_a_non_finite_loss(mnist_dir, tmp
     config = next(c for c in CONFIGS if c.endswith("ae_mnist.yaml"))
     with pytest.raises(NonFiniteLossError, match=r"non-finite loss \(nan\) at global step 0"):
         run_cli("fit", tiny_args(config, mnist_dir, str(tmp_path / "runs"), "--trainer.max_steps", "2"))
+
+
+class _StepLogger(TrainingModule):
+    """Logs its global step as `train/step` (every step) and as `train/odd` (odd steps only)."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def training_step(self, batch, batch_idx):
+        step = float(self.global_step)
+        self.log_train({"train/step": torch.tensor(step), **({"train/odd": step} if step % 2 else {})},
+                       prog_bar=("train/step",))
+        return (self.weight * batch).sum()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.0)
+
+
+def test_training_logs_are_means_since_the_last_logger_write(tmp_path):
+    import csv
+
+    import pytorch_lightning as pl
+    from pytorch_lightning.loggers import CSVLogger
+
+    trainer = pl.Trainer(max_steps=7, log_every_n_steps=3, logger=CSVLogger(tmp_path, name="", version=""),
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(_StepLogger(), torch.utils.data.DataLoader(torch.ones(10, 1), batch_size=1))
+    with open(tmp_path / "metrics.csv") as f:
+        rows = [{k: v for k, v in row.items() if v} for row in csv.DictReader(f)]
+    logged = {int(row["step"]): (float(row["train/step"]), float(row["train/odd"])) for row in rows}
+    # one logger write per 3 batches, each the mean of the steps since the previous write
+    assert logged == {2: (1.0, 1.0), 5: (4.0, 4.0)}  # steps 0-2 -> mean 1 (odd: 1); 3-5 -> 4 (odd: 3, 5)
+    # the last, partial interval (step 6) still reaches callback_metrics and the progress bar at the end of the run
+    assert float(trainer.callback_metrics["train/step"]) == 6.0 and "train/odd" not in trainer.progress_bar_metrics
+    assert float(trainer.progress_bar_metrics["train/step"]) == 6.0
