@@ -29,8 +29,9 @@ from lightning_models.inversion_eval import InversionEvaluation
 from lightning_models.networks.conv import Norm
 from lightning_models.networks.dcgan import Generator
 from lightning_models.networks.inversion import LatentEncoder
-from lightning_models.restoration import (Corruption, MaskKind, Prior, center_mask, corrupt, load_mask,
-                                          optimize_latent, random_block_mask, show_holes)
+from lightning_models.restoration import (Combine, Corruption, MaskKind, Prior, center_mask, check_combine,
+                                          combine_restarts, corrupt, load_mask, optimize_restarts,
+                                          random_block_mask, show_holes)
 
 GAN_HINT = ("Train one with `python cli.py fit --config configs/dcgan_mnist.yaml` and pass its last.ckpt, or the "
             "run root (runs/dcgan_mnist: its newest last.ckpt), as --model.gan_path")
@@ -40,7 +41,7 @@ Inversion = Literal["encoder", "optim", "hybrid"]
 #: command line's model options by those saved in the checkpoint).
 RUNTIME_OPTIONS = ("optim_steps", "optim_lr", "restarts", "prior", "prior_weight", "predict_task",
                    "predict_inversion", "sigma", "mask", "hole_size", "num_blocks", "block_size", "mask_path",
-                   "inpaint_norm", "test_sigmas")
+                   "inpaint_norm", "combine", "combine_temperature", "combine_top_k", "test_sigmas")
 
 # The frozen generator stays in eval mode on purpose (see GANInversion.train); Lightning warns about it at fit start.
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
@@ -92,8 +93,8 @@ class GANInversion(InversionEvaluation, TrainingModule):
         classifier_path: classifier checkpoint (or run root) for the feature loss.
         optim_steps: Adam steps of latent optimisation per image.
         optim_lr: Adam learning rate on z (decayed along a cosine to 0).
-        restarts: starts per image, all optimised as one batch; the best is kept (hybrid: the encoder's guess
-            plus `restarts - 1` random ones).
+        restarts: starts per image, all optimised as one batch (hybrid: the encoder's guess plus `restarts - 1`
+            random ones); the best is kept, or restoration combines them (`combine`).
         prior: penalty on z: `norm` ((|z|^2/d - 1)^2, stay on the N(0, I) shell) or `gaussian` (mean z^2).
         prior_weight: weight of that penalty against the per-pixel data loss.
         predict_task: what `cli.py predict` does: `reconstruct`, `denoise` (noise of std `sigma`) or `inpaint`.
@@ -106,6 +107,11 @@ class GANInversion(InversionEvaluation, TrainingModule):
         block_size: side of each random block.
         mask_path: mask image of the data's size (`mask: file`).
         inpaint_norm: data term of inpainting on the known pixels, `l2` or `l1` (denoising always uses l2).
+        combine: how restoration (denoise, inpaint; test and predict) turns the restarts into one image: `best`
+            (the restart of lowest data + prior loss) or `mean` (their weighted mean: the MSE-optimal answer when
+            several completions fit, e.g. a hole that more than one digit fits). Reconstruction keeps the best.
+        combine_temperature: `mean` weights softmax(-loss / temperature) over the restarts; null: equal weights.
+        combine_top_k: `mean` over the `combine_top_k` restarts of lowest loss only; null: all of them.
         test_sigmas: noise levels scored by `cli.py test`.
         seed: seed of the training latents and of the restarts, noise and masks of test/predict.
     """
@@ -137,6 +143,9 @@ class GANInversion(InversionEvaluation, TrainingModule):
         block_size: int = 6,
         mask_path: str | None = None,
         inpaint_norm: Literal["l1", "l2"] = "l2",
+        combine: Combine = "best",
+        combine_temperature: float | None = None,
+        combine_top_k: int | None = None,
         test_sigmas: tuple[float, ...] = (0.3, 0.5),
         seed: int = 0,
     ) -> None:
@@ -153,6 +162,7 @@ class GANInversion(InversionEvaluation, TrainingModule):
         if feature_weight > 0 and not classifier_path:
             raise ValueError("--model.feature_weight > 0 needs --model.classifier_path (train a classifier with "
                              "`python cli.py fit --config configs/classifier_mnist.yaml`)")
+        check_combine(combine, combine_temperature, combine_top_k)
         if mask == "file" and not mask_path:
             raise ValueError("--model.mask file needs --model.mask_path (white = known, black = hole)")
         self.latent_dim = generator_config["latent_dim"]
@@ -191,21 +201,38 @@ class GANInversion(InversionEvaluation, TrainingModule):
         return ((self.generator(latents) + 1) / 2).clamp(0, 1)
 
     def invert(self, observed: Tensor, how: Inversion, mask: Tensor | None = None, norm: Literal["l1", "l2"] = "l2",
-               generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+               generator: torch.Generator | None = None, combine: Combine = "best") -> tuple[Tensor, Tensor]:
         """(latents, generator images in [0, 1]) fitting `observed` (B, C, H, W) in [0, 1] on its known pixels
         (`mask`: 1 = known): by the encoder alone, by latent optimisation from random starts, or from the
         encoder's guess (hybrid). The encoder sees holes as mid-gray, "unknown", not as black background, which
-        would read as "no stroke here" (measured: +0.9 dB in a 10x10 centre hole of MNIST digits)."""
+        would read as "no stroke here" (measured: +0.9 dB in a 10x10 centre hole of MNIST digits).
+        `combine` (optimisation only): `best` keeps the image of the restart of lowest loss, `mean` the weighted
+        mean of the restarts' images (`combine_restarts` with `combine_temperature`, `combine_top_k`); the latents
+        are the best restart's either way."""
+        if how == "encoder":
+            with torch.no_grad():
+                latents = self.encode(show_holes(observed, mask))
+                return latents, self.decode(latents)
+        latents, images, losses = self.invert_restarts(observed, how, mask, norm, generator)
+        h = self.hparams
+        best = losses.argmin(0), torch.arange(len(observed), device=observed.device)
+        return latents[best], combine_restarts(images, losses, combine, h.combine_temperature, h.combine_top_k)
+
+    def invert_restarts(self, observed: Tensor, how: Literal["optim", "hybrid"], mask: Tensor | None = None,
+                        norm: Literal["l1", "l2"] = "l2", generator: torch.Generator | None = None
+                        ) -> tuple[Tensor, Tensor, Tensor]:
+        """Every restart of latent optimisation (see `invert`): latents (R, B, latent_dim), their generator images
+        (R, B, C, H, W) in [0, 1] and losses (R, B), data + prior (`optimize_restarts`), R = `restarts`."""
+        h = self.hparams
         with torch.no_grad():
-            latents = self.encode(show_holes(observed, mask))
-        if how != "encoder":
-            h = self.hparams
-            latents, _ = optimize_latent(
-                self.generator, observed * 2 - 1, self.latent_dim, steps=h.optim_steps, lr=h.optim_lr,
-                restarts=h.restarts, prior_weight=h.prior_weight, prior=h.prior, norm=norm, mask=mask,
-                init=latents if how == "hybrid" else None, generator=generator)
+            init = self.encode(show_holes(observed, mask)) if how == "hybrid" else None
+        latents, losses = optimize_restarts(
+            self.generator, observed * 2 - 1, self.latent_dim, steps=h.optim_steps, lr=h.optim_lr,
+            restarts=h.restarts, prior_weight=h.prior_weight, prior=h.prior, norm=norm, mask=mask, init=init,
+            generator=generator)
         with torch.no_grad():
-            return latents, self.decode(latents)
+            images = self.decode(latents.flatten(0, 1)).view(*latents.shape[:2], *observed.shape[1:])
+        return latents, images, losses
 
     # --- training ---------------------------------------------------------------------------------------------------
     def on_fit_start(self) -> None:
@@ -231,14 +258,13 @@ class GANInversion(InversionEvaluation, TrainingModule):
         loss_rec = F.mse_loss(reconstruction, real)
         loss_latent = F.mse_loss(fake_codes, z)
         loss = h.reconstruction_weight * loss_rec + h.latent_weight * loss_latent
-        logs = {"train/loss_reconstruction": loss_rec.detach(), "train/loss_latent": loss_latent.detach()}
+        logs = {"train/loss_reconstruction": loss_rec, "train/loss_latent": loss_latent}
         if h.feature_weight > 0:
             loss_feature = self.feature_loss((reconstruction + 1) / 2, batch["image"])
             loss = loss + h.feature_weight * loss_feature
-            logs["train/loss_feature"] = loss_feature.detach()
-        self.check_finite(inversion_loss=loss)
-        self.log("train/loss", loss.detach(), prog_bar=True)
-        self.log_dict(logs)
+            logs["train/loss_feature"] = loss_feature
+        logs["train/loss"] = loss  # checked finite in on_before_backward
+        self.log_train(logs, prog_bar=("train/loss",))
         return loss
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
@@ -265,7 +291,8 @@ class GANInversion(InversionEvaluation, TrainingModule):
         observed = corrupt(images, h.predict_task, h.sigma, mask, rng)
         norm = h.inpaint_norm if mask is not None else "l2"
         _, encoder_only = self.invert(observed, "encoder", mask)
-        _, restored = self.invert(observed, h.predict_inversion, mask, norm, rng)
+        combine = h.combine if h.predict_task != "reconstruct" else "best"
+        _, restored = self.invert(observed, h.predict_inversion, mask, norm, rng, combine)
         if mask is not None:
             restored = observed * mask + restored * (1 - mask)
         rows = torch.cat([images, show_holes(observed.clamp(0, 1), mask), encoder_only, restored], dim=-1)

@@ -5,10 +5,10 @@
 - `test/loss_optim`, `test/loss_hybrid`: the final data loss (mean squared error, images in [-1, 1]) of those
   two optimisations: equal values mean the random starts converged as well as the encoder-initialised ones;
 - `test/psnr_denoise_sigma<s>` (and `ssim_*`) for each of `test_sigmas`, against `test/psnr_noisy_sigma<s>`,
-  the noisy input itself (hybrid inversion, L2 data term);
+  the noisy input itself (hybrid inversion, L2 data term, restarts combined by `combine`);
 - `test/psnr_inpaint_hole`: PSNR inside a centred `hole_size` square filled by hybrid inversion (`inpaint_norm`
-  data term on the known pixels), against `test/psnr_meanfill_hole`, the hole filled with the mean of each
-  image's known pixels; `test/ssim_inpaint` on the whole composited image.
+  data term on the known pixels, restarts combined by `combine`), against `test/psnr_meanfill_hole`, the hole
+  filled with the mean of each image's known pixels; `test/ssim_inpaint` on the whole composited image.
 
 PSNR is per image (data range 1) and then averaged. Every score is a torchmetrics state, reduced across DDP ranks.
 """
@@ -66,10 +66,11 @@ class InversionEvaluation:
         for sigma in h.test_sigmas:
             noisy = corrupt(images, "denoise", sigma, generator=rng)
             self._score(f"noisy_{sigma_name(sigma)}", noisy, images)
-            self._score(f"denoise_{sigma_name(sigma)}", self.invert(noisy, "hybrid", generator=rng)[1], images)
+            denoised = self.invert(noisy, "hybrid", generator=rng, combine=h.combine)[1]
+            self._score(f"denoise_{sigma_name(sigma)}", denoised, images)
         mask = center_mask(tuple(h.image_shape), h.hole_size, self.device)
         observed = corrupt(images, "inpaint", mask=mask)
-        filled = self.invert(observed, "hybrid", mask, h.inpaint_norm, rng)[1]
+        filled = self.invert(observed, "hybrid", mask, h.inpaint_norm, rng, h.combine)[1]
         filled = observed * mask + filled * (1 - mask)
         hole = (mask == 0).expand_as(images)
         per_image = lambda x: x[hole].view(len(images), -1)  # noqa: E731  the hole's pixels, (B, hole pixels)

@@ -5,7 +5,9 @@ image follows it too: white (> 0.5) = known, black = hole.
 
 `optimize_latent` finds, for each target image, the z whose generator output fits it: Adam on z, all restarts of
 all images as one batch (no per-image loop), a data term (L2 or L1, over the observed pixels only when there is
-a mask) plus a penalty keeping z where the generator was trained, and the best restart per image kept.
+a mask) plus a penalty keeping z where the generator was trained. `optimize_restarts` returns every restart's
+result; `optimize_latent` keeps the best restart per image; `combine_restarts` turns the restarts' images into one
+image per target: the best one, or their (loss-weighted) mean.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from torch import Tensor
 Corruption = Literal["reconstruct", "denoise", "inpaint"]
 MaskKind = Literal["center", "blocks", "file"]
 Prior = Literal["norm", "gaussian"]
+Combine = Literal["best", "mean"]
 
 
 # --- masks -------------------------------------------------------------------------------------------------------
@@ -117,17 +120,18 @@ def prior_penalty(z: Tensor, prior: Prior) -> Tensor:
     return mean_square if prior == "gaussian" else (mean_square - 1).square()
 
 
-def optimize_latent(generate: Callable[[Tensor], Tensor], targets: Tensor, latent_dim: int, *, steps: int,
-                    lr: float, restarts: int, prior_weight: float, prior: Prior = "norm",
-                    norm: Literal["l1", "l2"] = "l2", mask: Tensor | None = None, init: Tensor | None = None,
-                    generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-    """(best z (B, latent_dim), its data loss (B,)) for `targets` (B, C, H, W) in the generator's range.
+def optimize_restarts(generate: Callable[[Tensor], Tensor], targets: Tensor, latent_dim: int, *, steps: int,
+                      lr: float, restarts: int, prior_weight: float, prior: Prior = "norm",
+                      norm: Literal["l1", "l2"] = "l2", mask: Tensor | None = None, init: Tensor | None = None,
+                      generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """(z (R, B, latent_dim), their loss (R, B)): every restart's best latent for `targets` (B, C, H, W) in the
+    generator's range, R = `restarts`, and its objective: data term + `prior_weight` * prior penalty.
 
     `generate(z)` is the frozen generator. Starts: `init` (B, latent_dim) if given (the hybrid's encoder guess)
-    and `restarts - 1` N(0, I) draws, or `restarts` draws without `init`. All `restarts * B` latents are one
-    batch; the summed loss gives each latent its own gradient (the losses do not interact) and Adam's update is
-    per element, so this is `restarts * B` independent optimisations run at once. The learning rate decays along
-    a cosine to 0, and the best latent seen per image (by data + prior loss) is kept over steps and restarts.
+    as restart 0 and `restarts - 1` N(0, I) draws, or `restarts` draws without `init`. All `restarts * B` latents
+    are one batch; the summed loss gives each latent its own gradient (the losses do not interact) and Adam's
+    update is per element, so this is `restarts * B` independent optimisations run at once. The learning rate
+    decays along a cosine to 0, and each latent's best point seen (lowest objective) is kept over the steps.
 
     Works inside Lightning's test/predict loops, which run in inference mode: the optimisation leaves it.
     """
@@ -158,9 +162,50 @@ def optimize_latent(generate: Callable[[Tensor], Tensor], targets: Tensor, laten
             optimizer.zero_grad(set_to_none=True)
             total.sum().backward()
             optimizer.step()
-        # best restart per image: (R, B) -> (B,)
-        winner = best_loss.view(restarts, b).argmin(0)
-        chosen = best_z.view(restarts, b, latent_dim)[winner, torch.arange(b, device=targets.device)]
-        with torch.no_grad():
-            final = data_loss(generate(chosen), targets, mask, norm)
-    return chosen.detach(), final.detach()
+    return best_z.view(restarts, b, latent_dim), best_loss.view(restarts, b)
+
+
+def optimize_latent(generate: Callable[[Tensor], Tensor], targets: Tensor, latent_dim: int, *, steps: int,
+                    lr: float, restarts: int, prior_weight: float, prior: Prior = "norm",
+                    norm: Literal["l1", "l2"] = "l2", mask: Tensor | None = None, init: Tensor | None = None,
+                    generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """(best z (B, latent_dim), its loss (B,)): `optimize_restarts` (same arguments), keeping per image the
+    restart of lowest loss (data + prior)."""
+    z, losses = optimize_restarts(generate, targets, latent_dim, steps=steps, lr=lr, restarts=restarts,
+                                  prior_weight=prior_weight, prior=prior, norm=norm, mask=mask, init=init,
+                                  generator=generator)
+    winner = losses.argmin(0)
+    columns = torch.arange(z.shape[1], device=z.device)
+    return z[winner, columns], losses[winner, columns]
+
+
+def check_combine(combine: str, temperature: float | None = None, top_k: int | None = None) -> None:
+    """Raise a ValueError naming the option when the restart combination is misconfigured."""
+    if combine not in ("best", "mean"):
+        raise ValueError(f"--model.combine must be best or mean, got {combine!r}")
+    if temperature is not None and not temperature > 0:
+        raise ValueError(f"--model.combine_temperature must be > 0 (or null: equal weights), got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"--model.combine_top_k must be >= 1 (or null: all restarts), got {top_k}")
+
+
+def combine_restarts(images: Tensor, losses: Tensor, combine: Combine = "best", temperature: float | None = None,
+                     top_k: int | None = None) -> Tensor:
+    """One image per target (B, C, H, W) from every restart's image (R, B, C, H, W) and loss (R, B).
+
+    `best`: the image of the lowest loss. `mean`: a weighted mean over the `top_k` restarts of lowest loss (all
+    when None; ties with the k-th lowest loss are kept), weights softmax(-loss / `temperature`) (equal weights when None). Under ambiguity (a hole that
+    several digits fit) the mean is closer in squared error to the truth than any single completion: PSNR is an
+    MSE measure, and the MSE-optimal answer is the posterior mean, which the restarts sample roughly.
+    """
+    check_combine(combine, temperature, top_k)
+    if images.shape[:2] != losses.shape:
+        raise ValueError(f"images {tuple(images.shape)} and losses {tuple(losses.shape)} disagree on (restarts, B)")
+    if combine == "best":
+        return images[losses.argmin(0), torch.arange(losses.shape[1], device=losses.device)]
+    logits = -losses / temperature if temperature is not None else torch.zeros_like(losses)
+    if top_k is not None and top_k < len(losses):
+        kth = losses.topk(top_k, dim=0, largest=False).values[-1]  # (B,): the k-th lowest loss
+        logits = logits.masked_fill(losses > kth, -math.inf)
+    weights = logits.softmax(0)  # (R, B)
+    return (weights.view(*weights.shape, *[1] * (images.dim() - 2)) * images).sum(0)

@@ -10,6 +10,7 @@ from PIL import Image
 
 from lightning_models import GAN, GANInversion
 from lightning_models.inversion import load_generator_checkpoint
+from lightning_models.restoration import center_mask
 from tests.conftest import make_mnist_dir
 from tests.helpers import REPO, last_checkpoint, run_cli, state_of, tiny_args, upstream_checkpoint
 
@@ -124,6 +125,33 @@ def test_inpainting_keeps_known_pixels_and_denoising_improves(data_and_gan, tmp_
         row = out["strips"][0, :1, 2 + 30 * i : 30 + 30 * i, 2 : 2 + 4 * 28]
         torch.testing.assert_close(row[..., :28], images[i])
         torch.testing.assert_close(row[..., 84:], restored[i])
+
+
+def test_invert_combines_the_restarts_images_and_rejects_a_bad_combine_option(data_and_gan):
+    _, gan_path = data_and_gan
+    for options, message in [({"combine": "median"}, "--model.combine must be best or mean, got 'median'"),
+                             ({"combine_temperature": -1.0}, "--model.combine_temperature must be > 0"),
+                             ({"combine_top_k": 0}, "--model.combine_top_k must be >= 1")]:
+        with pytest.raises(ValueError, match=message):
+            GANInversion(gan_path=gan_path, **options)
+    model = GANInversion(gan_path=gan_path, encoder_width=4, optim_steps=3, restarts=3,
+                         combine_temperature=0.05).eval()
+    mask = center_mask((1, 28, 28), 10)
+    observed = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * mask
+    seed = lambda: torch.Generator().manual_seed(1)  # noqa: E731  the same restarts in every call
+    latents, images, losses = model.invert_restarts(observed, "hybrid", mask, "l2", seed())
+    assert latents.shape == (3, 2, model.latent_dim) and images.shape == (3, 2, 1, 28, 28) and losses.shape == (3, 2)
+    for r in range(3):
+        torch.testing.assert_close(images[r], model.decode(latents[r]))
+    winner = losses.argmin(0), torch.arange(2)
+    z, best = model.invert(observed, "hybrid", mask, "l2", seed())  # combine="best"
+    torch.testing.assert_close(z, latents[winner])
+    torch.testing.assert_close(best, images[winner])
+    z, mean = model.invert(observed, "hybrid", mask, "l2", seed(), combine="mean")
+    torch.testing.assert_close(z, latents[winner])  # the latents are the best restart's either way
+    weights = torch.softmax(-losses / 0.05, dim=0)[..., None, None, None]
+    torch.testing.assert_close(mean, (weights * images).sum(0))
+    assert not torch.allclose(mean, best)
 
 
 @pytest.mark.parametrize("task", ["reconstruct", "denoise", "inpaint"])

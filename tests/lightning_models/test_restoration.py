@@ -4,8 +4,9 @@ import pytest
 import torch
 from PIL import Image
 
-from lightning_models.restoration import (center_mask, corrupt, data_loss, load_mask, mean_fill, optimize_latent,
-                                          prior_penalty, random_block_mask, show_holes)
+from lightning_models.restoration import (center_mask, combine_restarts, corrupt, data_loss, load_mask, mean_fill,
+                                          optimize_latent, optimize_restarts, prior_penalty, random_block_mask,
+                                          show_holes)
 
 SHAPE = (1, 28, 28)
 
@@ -138,3 +139,84 @@ def test_latent_optimisation_runs_under_inference_mode():
         targets = net(torch.zeros(2, 4))
         z, _ = optimize_latent(net, targets, 4, steps=5, lr=0.1, restarts=2, prior_weight=0.01)
     assert torch.isfinite(z).all()
+
+
+def test_combine_restarts_best_picks_the_lowest_loss_and_mean_matches_a_manual_weighting():
+    gen = torch.Generator().manual_seed(7)
+    images = torch.rand(4, 3, *SHAPE, generator=gen)  # 4 restarts of 3 images
+    losses = torch.tensor([[0.3, 0.1, 0.2], [0.1, 0.4, 0.25], [0.2, 0.2, 0.05], [0.5, 0.3, 0.3]])
+    best = combine_restarts(images, losses, "best")
+    for i, r in enumerate([1, 0, 2]):  # the restart of lowest loss, per image
+        torch.testing.assert_close(best[i], images[r, i])
+    torch.testing.assert_close(combine_restarts(images, losses, "mean"), images.mean(0))
+    for i in range(3):  # by hand, image by image
+        w = torch.exp(-losses[:, i] / 0.1)
+        torch.testing.assert_close(combine_restarts(images, losses, "mean", temperature=0.1)[i],
+                                   sum(w[r] * images[r, i] for r in range(4)) / w.sum())
+    top2 = combine_restarts(images, losses, "mean", top_k=2)
+    for i, (a, b) in enumerate([(1, 2), (0, 2), (2, 0)]):  # the two lowest losses of each image
+        torch.testing.assert_close(top2[i], (images[a, i] + images[b, i]) / 2)
+    w = torch.exp(-torch.tensor([0.1, 0.2]) / 0.05)  # image 0, top 2 (restarts 1 and 2), softmax weights
+    torch.testing.assert_close(combine_restarts(images, losses, "mean", 0.05, 2)[0],
+                               (w[0] * images[1, 0] + w[1] * images[2, 0]) / w.sum())
+    torch.testing.assert_close(combine_restarts(images, losses, "mean", top_k=9), images.mean(0))  # k > restarts
+    torch.testing.assert_close(combine_restarts(images, losses, "mean", top_k=1), best)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"combine": "median"}, r"--model.combine must be best or mean, got 'median'"),
+    ({"combine": "mean", "temperature": 0.0}, r"--model.combine_temperature must be > 0"),
+    ({"combine": "mean", "top_k": 0}, r"--model.combine_top_k must be >= 1"),
+])
+def test_combine_restarts_rejects_bad_options_by_name(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        combine_restarts(torch.rand(2, 1, *SHAPE), torch.rand(2, 1), **kwargs)
+    with pytest.raises(ValueError, match=r"images \(2, 1, 1, 28, 28\) and losses \(3, 1\) disagree"):
+        combine_restarts(torch.rand(2, 1, *SHAPE), torch.rand(3, 1))
+
+
+def test_optimize_restarts_returns_every_restart_and_optimize_latent_keeps_the_best():
+    net = LinearGenerator()
+    targets = net(torch.randn(3, 4, generator=torch.Generator().manual_seed(8)))
+    options = dict(steps=4, lr=0.1, restarts=5, prior_weight=0.01)
+    z, losses = optimize_restarts(net, targets, 4, **options, generator=torch.Generator().manual_seed(9))
+    assert z.shape == (5, 3, 4) and losses.shape == (5, 3)
+    for r in range(5):  # each restart's loss is its latent's objective: data term + prior_weight * prior
+        expected = data_loss(net(z[r]), targets, None, "l2") + 0.01 * prior_penalty(z[r], "norm")
+        torch.testing.assert_close(losses[r], expected)
+    best_z, best_loss = optimize_latent(net, targets, 4, **options, generator=torch.Generator().manual_seed(9))
+    winner = losses.argmin(0)
+    torch.testing.assert_close(best_z, z[winner, torch.arange(3)])
+    torch.testing.assert_close(best_loss, losses.min(0).values)
+
+
+class SplitGenerator(torch.nn.Module):
+    """z (B, 4) -> images whose known ring depends on z[:, :2] only and whose centre 10x10 hole on z[:, 2:] only:
+    the ring says nothing about the hole, the most ambiguous inpainting there is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(10)
+        self.mask = center_mask(SHAPE, 10)
+        self.ring = torch.randn(2, 28 * 28, generator=gen)
+        self.hole = torch.randn(2, 28 * 28, generator=gen)
+
+    def forward(self, z):
+        ring = (z[:, :2] @ self.ring).view(-1, *SHAPE) * self.mask
+        return ring + (z[:, 2:] @ self.hole).view(-1, *SHAPE) * (1 - self.mask)
+
+
+def test_mean_of_restarts_fills_an_ambiguous_hole_with_lower_error_than_the_best_restart():
+    net = SplitGenerator()
+    truth = net(torch.randn(32, 4, generator=torch.Generator().manual_seed(11)))
+    z, losses = optimize_restarts(net, truth * net.mask, 4, steps=300, lr=0.2, restarts=16, prior_weight=0.0,
+                                  mask=net.mask, generator=torch.Generator().manual_seed(12))
+    with torch.no_grad():
+        images = net(z.flatten(0, 1)).view(16, 32, *SHAPE)
+    assert losses.max() < 1e-3  # every restart fits the ring: the hole is a random guess each time
+
+    def hole_error(filled):
+        return float(((filled - truth) * (1 - net.mask)).square().mean())
+
+    best, mean = (hole_error(combine_restarts(images, losses, how)) for how in ("best", "mean"))
+    assert mean < 0.7 * best  # expected ratio (1 + 1/16) / 2 for squared error against a N(0, I) truth
