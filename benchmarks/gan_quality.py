@@ -104,7 +104,8 @@ def table(results: str) -> str:
                        "| | | | |")
             continue
         acc = f"{r['conditional_accuracy']:.4f}" if "conditional_accuracy" in r else "–"
-        out.append(f"| {r['dataset']} | {r['model']} | {r['loss']} | {r['batches']} | {r['train_seconds']} | {acc} | "
+        batches = f"{r['batches']} (from {r['continued_from']})" if "continued_from" in r else r["batches"]
+        out.append(f"| {r['dataset']} | {r['model']} | {r['loss']} | {batches} | {r['train_seconds']} | {acc} | "
                    f"{r['class_coverage']:.2f} | {r['min_class_fraction']:.4f} | {r['fid_classifier']:.2f} | "
                    f"{r['classifier_confidence']:.3f} |")
     return "\n".join(out)
