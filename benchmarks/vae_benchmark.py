@@ -2,7 +2,7 @@
 networks, on colored MNIST (a random palette color per digit), each trained and scored through `cli.py`.
 
     python benchmarks/vae_benchmark.py [--epochs 10] [--latents continuous discrete joint] [--architectures mlp conv]
-                                       [--threads 1] [--work benchmarks/_work]
+                                       [--threads 1] [--work benchmarks/_work] [--variant NAME --cli="--model.x y"]
 
 Data (offline): the official MNIST *test* set in ../shared/data/mnist-test split by make_mnist_split.py into
 8,000 training images (500 held out for validation) and 2,000 test images; colors are drawn per image from the
@@ -15,6 +15,9 @@ test/cluster_accuracy (best categorical variable as a digit clustering, majority
 also measured without the sampler's refinements, from the checkpoint: `color_accuracy_t1` (sampling temperature 1
 instead of the configs' 0.5) and `color_accuracy_plain` (temperature 1, one draw: plain sampling of the per-color
 model). One torch thread by default: on a shared 2-core machine that is faster than two contending ones.
+Ablations: `--cli` adds options to every model's `cli.py fit` and `test` (e.g. `--cli="--model.straight_through
+true"`; they come last, so they also override the scaled schedules), and `--variant NAME` names the run (folder
+`vae_<latent>_<arch>_<epochs>ep_<NAME>`, column `variant`).
 Results are appended to <work>/vae.jsonl and printed as a Markdown table.
 """
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 
@@ -57,13 +61,15 @@ def run(subcommand: str, args: list[str]):
     return GenerativeCLI(args=[subcommand, *args]).trainer.callback_metrics
 
 
-def vae(latent: str, architecture: str, epochs: int, data: str, work: str) -> dict:
-    root = os.path.join(work, f"vae_{latent}_{architecture}_{epochs}ep")
+def vae(latent: str, architecture: str, epochs: int, data: str, work: str, extra: list[str] = (),
+        variant: str = "") -> dict:
+    root = os.path.join(work, f"vae_{latent}_{architecture}_{epochs}ep" + (f"_{variant}" if variant else ""))
     steps = epochs * ((TRAIN_IMAGES - VAL_IMAGES) // BATCH)
     common = ["--config", os.path.join(REPO, "configs", f"vae_{latent}_colored_mnist.yaml"),
               "--data.data_dir", data, "--data.val_size", str(VAL_IMAGES), "--data.batch_size", str(BATCH),
               "--trainer.default_root_dir", root, "--model.architecture", architecture,
-              "--model.temperature_anneal_steps", str(steps), "--model.capacity_steps", str(steps // 2), *QUIET]
+              "--model.temperature_anneal_steps", str(steps), "--model.capacity_steps", str(steps // 2), *QUIET,
+              *extra]
     start = time.time()
     run("fit", [*common, "--trainer.max_epochs", str(epochs)])
     seconds = time.time() - start
@@ -73,15 +79,16 @@ def vae(latent: str, architecture: str, epochs: int, data: str, work: str) -> di
     for name, candidates in (("color_accuracy_t1", model.hparams.color_candidates), ("color_accuracy_plain", 1)):
         model.hparams.color_candidates, model.hparams.color_temperature = candidates, 1.0
         metrics[name] = round(model.color_accuracy(palette, model.hparams.num_eval_samples), 4)
-    return {"latent": latent, "architecture": architecture, "epochs": epochs, "steps": steps,
+    return {"latent": latent, "architecture": architecture, **({"variant": variant} if variant else {}),
+            **({"cli": " ".join(extra)} if extra else {}), "epochs": epochs, "steps": steps,
             "train_seconds": round(seconds, 1), **metrics}
 
 
 def table(rows: list[dict]) -> str:
-    head = ["latent", "arch", "epochs", "train s", *COLUMNS]
+    head = ["latent", "arch", "variant", "epochs", "train s", *COLUMNS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["latent"], r["architecture"], str(r["epochs"]), str(r["train_seconds"])]
+        cells = [r["latent"], r["architecture"], r.get("variant", "-"), str(r["epochs"]), str(r["train_seconds"])]
         cells += [f"{r[c]:.3f}" if c in r else "-" for c in COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -94,13 +101,18 @@ def main(argv=None) -> None:
     parser.add_argument("--architectures", nargs="+", default=["mlp", "conv"])
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--work", default=os.path.join(REPO, "benchmarks", "_work"))
+    parser.add_argument("--cli", default="", help='extra cli.py options for every model, e.g. "--model.lr 5e-4"')
+    parser.add_argument("--variant", default="", help="name of the run (folder suffix, `variant` column)")
     args = parser.parse_args(argv)
+    extra = shlex.split(args.cli)
+    if extra and not args.variant:
+        parser.error("--cli changes the models: name the run with --variant (its folder must not be the default's)")
     torch.set_num_threads(args.threads)
     data = prepare_data(args.work)
     rows = []
     for architecture in args.architectures:
         for latent in args.latents:
-            row = vae(latent, architecture, args.epochs, data, args.work)
+            row = vae(latent, architecture, args.epochs, data, args.work, extra, args.variant)
             with open(os.path.join(args.work, "vae.jsonl"), "a") as f:
                 f.write(json.dumps(row) + "\n")
             rows.append(row)

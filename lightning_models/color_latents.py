@@ -7,6 +7,12 @@ attributes it to c (c maximises p(code | c') over colors c', i.e. the code is in
 of `candidates` draws that is, else the one closest to being. This is rejection sampling from p(code | c)
 restricted to c's region, and it removes the draws that land where colors overlap, or that combine categories
 of different colors (the variables are sampled independently).
+
+A color's continuous codes need not be one Gaussian: over the digits' shapes they form several clusters, and the
+single Gaussian's mass between them decodes to off colors. With `bank_size` N > 0 the last N posterior means of
+each color are also kept, and the continuous part is drawn from their Gaussian kernel density estimate instead: a
+stored mean plus noise from the color's covariance scaled by Scott's factor N^(-2/(D+4)) (as
+`scipy.stats.gaussian_kde`). The categorical part and the region test are the same in both modes.
 """
 
 from __future__ import annotations
@@ -27,10 +33,15 @@ class ColorLatents(nn.Module):
         num_colors: color ids are 0..num_colors-1.
         continuous_dim: size of the Gaussian part of the code.
         categorical_dims: categories of each categorical variable (one-hot blocks after the Gaussian part).
+        bank_size: posterior means kept per color for the kernel density estimate of the continuous part
+            (0 = draw it from the color's Gaussian; no effect without a continuous part).
     """
 
-    def __init__(self, num_colors: int, continuous_dim: int, categorical_dims: Sequence[int]) -> None:
+    def __init__(self, num_colors: int, continuous_dim: int, categorical_dims: Sequence[int],
+                 bank_size: int = 0) -> None:
         super().__init__()
+        if bank_size < 0:
+            raise ValueError(f"the color bank size must be >= 0 (0 = no bank), got {bank_size}")
         self.num_colors, self.continuous_dim = num_colors, continuous_dim
         self.categorical_dims = [int(k) for k in categorical_dims]
         k, d = num_colors, continuous_dim
@@ -39,17 +50,30 @@ class ColorLatents(nn.Module):
         self.register_buffer("mean_sum", torch.zeros(k, d))
         self.register_buffer("outer_sum", torch.zeros(k, d, d))
         self.register_buffer("probs_sum", torch.zeros(k, sum(self.categorical_dims)))
+        self.bank_size = bank_size if d > 0 else 0
+        if self.bank_size:  # ring buffer per color of the last bank_size posterior means, and how many were added
+            self.register_buffer("bank", torch.zeros(k, self.bank_size, d))
+            self.register_buffer("bank_added", torch.zeros(k, dtype=torch.long))
 
     @torch.no_grad()
     def update(self, mean: Tensor, probs: Tensor, colors: Tensor, decay: float = 1.0) -> None:
         """Decays the sums by `decay`, then adds a batch: posterior means (B, D), categorical probabilities
-        (B, sum K_i) and color ids (B,). decay=1 accumulates exactly (after `reset`)."""
+        (B, sum K_i) and color ids (B,). decay=1 accumulates exactly (after `reset`). With a bank, the means
+        also replace the oldest stored ones of their color."""
         one_hot = F.one_hot(colors.long(), self.num_colors).to(self.count)  # (B, K)
         mean, probs = mean.to(self.count), probs.to(self.count)
         self.count.mul_(decay).add_(one_hot.sum(0))
         self.mean_sum.mul_(decay).add_(one_hot.T @ mean)
         self.outer_sum.mul_(decay).add_(torch.einsum("bk,bi,bj->kij", one_hot, mean, mean))
         self.probs_sum.mul_(decay).add_(one_hot.T @ probs)
+        if self.bank_size:
+            colors = colors.long().to(self.bank_added.device)
+            order = one_hot.cumsum(0).gather(1, colors[:, None]).squeeze(1).long() - 1  # rank within its color
+            slot = (self.bank_added[colors] + order) % self.bank_size
+            per_color = one_hot.sum(0).long()
+            keep = order >= per_color[colors] - self.bank_size  # a batch with more than N of a color: its last N
+            self.bank[colors[keep], slot[keep]] = mean[keep]
+            self.bank_added.add_(per_color)
 
     def reset(self) -> None:
         for buffer in self.buffers():
@@ -71,6 +95,16 @@ class ColorLatents(nn.Module):
         probs = torch.where((self.count > 0)[:, None], probs, uniform)
         return mean, vectors, values.clamp_min(1e-6), probs
 
+    def kernel_centers(self, wanted: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        """For color ids (n,): a uniformly drawn stored posterior mean of each color (n, D), and the kernel's scale
+        (n,), Scott's factor N^(-1/(D+4)) of the N means stored. Colors without stored means get (0, 1)."""
+        stored = self.bank_added.clamp_max(self.bank_size)[wanted]  # (n,)
+        pick = (torch.rand(len(wanted), device=wanted.device, generator=generator) * stored).long()
+        pick = torch.minimum(pick, (stored - 1).clamp_min(0))
+        centers = torch.where((stored > 0)[:, None], self.bank[wanted, pick], 0.0)
+        scale = stored.clamp_min(1).float().pow(-1.0 / (self.continuous_dim + 4))
+        return centers, torch.where(stored > 0, scale, 1.0)
+
     def log_likelihood(self, codes: Tensor) -> Tensor:
         """log p(code | c) (N, K) under each color's model, for codes (N, D + sum K_i) with one-hot blocks."""
         mean, vectors, values, probs = self.distributions()
@@ -88,7 +122,8 @@ class ColorLatents(nn.Module):
 
         `temperature` T < 1 draws more typical codes (as Glow's temperature or BigGAN's truncation): the
         Gaussian's covariance is scaled by T and categorical probabilities are raised to 1/T (T -> 0: each color's
-        mean and its most likely categories). Fewer off-color samples, less variety.
+        mean and its most likely categories). Fewer off-color samples, less variety. With a bank, T scales the
+        kernel's covariance (T -> 0: stored posterior means).
         """
         if temperature <= 0:
             raise ValueError(f"color sampling temperature must be > 0, got {temperature}")
@@ -97,7 +132,11 @@ class ColorLatents(nn.Module):
         wanted = colors.long().repeat_interleave(m)  # (n * m,): m candidates per requested color
         eps = torch.randn(n * m, d, device=self.count.device, generator=generator)
         scale = (values[wanted] * temperature).sqrt()  # (n * m, D): standard deviations along the eigenvectors
-        parts = [mean[wanted] + torch.einsum("nde,ne->nd", vectors[wanted], eps * scale)]
+        centers = mean[wanted]
+        if self.bank_size:  # kernel density estimate: a stored mean, the covariance scaled by Scott's factor
+            centers, factor = self.kernel_centers(wanted, generator)
+            scale = scale * factor[:, None]
+        parts = [centers + torch.einsum("nde,ne->nd", vectors[wanted], eps * scale)]
         for block in probs[wanted].split(self.categorical_dims, 1):
             block = F.softmax(block.clamp_min(1e-12).log() / temperature, 1)  # p ** (1/T), renormalised
             picked = (torch.multinomial(block, 1, generator=generator).squeeze(1) if n else

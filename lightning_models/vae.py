@@ -8,7 +8,8 @@ pixels) plus the KL terms, either weighted by `beta` or held at JointVAE capacit
 categorical samples, so `val/neg_elbo` and `test/neg_elbo` are single-sample estimates of a true bound.
 
 Color control: every training step adds the batch's posteriors, by color, to a moving average kept in buffers
-(so every checkpoint has current statistics): see `lightning_models.color_latents`. `sample(n, labels=color_ids)`
+(so every checkpoint has current statistics; with `color_bank`, also the last posterior means of each color): see
+`lightning_models.color_latents`. `sample(n, labels=color_ids)`
 draws codes from the requested colors' regions; `sample(n)` draws from the prior.
 """
 
@@ -70,6 +71,9 @@ class VAE(VAEEvaluation, GenerativeModule):
             to the requested color is kept (1 = no selection); see `color_latents`.
         color_temperature: sampling temperature of the color model (1 = its fitted spread; lower = more typical,
             fewer off-color samples, less variety). Prior samples (`sample(n)`) are not affected.
+        color_bank: posterior means of the last `color_bank` training images of each color kept (in the
+            checkpoint) to draw the continuous part from their kernel density estimate instead of one Gaussian
+            per color (0 = one Gaussian); see `color_latents`.
         seed: seed of the training noise (combined with rank and step).
         num_eval_samples: samples drawn by `cli.py test` for `test/color_accuracy`.
         predict_grid_size: samples per color written by `cli.py predict`.
@@ -101,6 +105,7 @@ class VAE(VAEEvaluation, GenerativeModule):
         color_stats_decay: float = 0.9,
         color_candidates: int = 16,
         color_temperature: float = 0.5,
+        color_bank: int = 0,
         seed: int = 0,
         num_eval_samples: int = 2000,
         predict_grid_size: int = 16,
@@ -120,6 +125,8 @@ class VAE(VAEEvaluation, GenerativeModule):
         if color_temperature <= 0 or color_candidates < 1:
             raise ValueError("--model.color_temperature must be > 0 and --model.color_candidates >= 1, got "
                              f"{color_temperature} and {color_candidates}")
+        if color_bank < 0:
+            raise ValueError(f"--model.color_bank must be >= 0 (0 = one Gaussian per color), got {color_bank}")
         L.annealed_temperature(0, temperature, temperature_min, 1)  # validates the temperatures at the CLI
         self.continuous_dim = continuous_dim
         self.latent_size = continuous_dim + sum(self.categorical_dims)
@@ -131,7 +138,7 @@ class VAE(VAEEvaluation, GenerativeModule):
         self.encoder = build_encoder(architecture, image_shape, 2 * continuous_dim + sum(self.categorical_dims),
                                      mlp_hidden, conv_width, norm)
         self.decoder = build_decoder(architecture, self.latent_size, image_shape, mlp_hidden, conv_width, norm)
-        self.color_latents = ColorLatents(num_colors, continuous_dim, self.categorical_dims)
+        self.color_latents = ColorLatents(num_colors, continuous_dim, self.categorical_dims, color_bank)
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
@@ -254,17 +261,16 @@ class VAE(VAEEvaluation, GenerativeModule):
         terms, mean, logits = self.loss_terms(images, self.noise_generator(self.hparams.seed), temperature)
         means = {name: value.mean() for name, value in terms.items()}
         loss = means["reconstruction"] + self.kl_penalty(means["kl_continuous"], means["kl_categorical"], self.global_step)
-        self.check_finite(loss=loss)
-        if self.conditional:
+        if self.conditional:  # (the loss is checked finite in on_before_backward)
             if "color" not in batch:
                 raise ValueError(f"--model.num_colors {self.num_colors} needs batches with a 'color' key "
                                  "(ColoredMNISTDataModule); pass --model.num_colors 0 for data without colors")
             probs = self.category_probs([x.detach() for x in logits], len(mean))
             self.color_latents.update(mean.detach(), probs, batch["color"], self.hparams.color_stats_decay)
-        self.log("train/loss", loss.detach(), prog_bar=True)
-        self.log_dict({f"train/{k}": v.detach() for k, v in means.items()})
+        logs = {"train/loss": loss, **{f"train/{k}": v for k, v in means.items()}}
         if self.categorical_dims:
-            self.log("train/temperature", temperature)
+            logs["train/temperature"] = temperature
+        self.log_train(logs, prog_bar=("train/loss",))
         return loss
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
