@@ -4,6 +4,11 @@ cycle L1 in both directions, see lightning_models/translation_eval.py).
 
     python benchmarks/translation_benchmark.py [--batches 600] [--batch-size 32] [--width 16] [--lr 1e-3]
                                                [--threads 1] [--models plain cyclegan pix2pix] [--data unpaired paired]
+                                               [--tag NAME] [-- CLI_ARGS ...]
+
+Anything after `--` is passed to both `cli.py fit` and `cli.py test` after the benchmark's own arguments, so it
+overrides them (e.g. `-- --model.identity_weight 0 --model.discriminator_lr 4e-3`); `--tag` names such a variant,
+so its run folder and row do not mix with the default's.
 
 - plain: configs/cyclegan_colored_mnist.yaml with cycle and identity weights 0 (adversarial terms only);
 - cyclegan: configs/cyclegan_colored_mnist.yaml as it is;
@@ -44,27 +49,30 @@ DATA = {"unpaired": "datamodules.UnpairedColoredMNISTDataModule", "paired": "dat
 
 def run(model: str, data: str, args: argparse.Namespace, data_dir: str) -> dict:
     config, extra = MODELS[model]
-    root = os.path.join(args.work, f"translation_{model}_{data}_{args.batches}")
+    suffix = "" if args.batch_size == 32 else f"_bs{args.batch_size}"
+    root = os.path.join(args.work, f"translation_{model}_{data}_{args.batches}{suffix}{args.tag and '_' + args.tag}")
     common = ["--config", os.path.join(REPO, "configs", config), "--data", DATA[data], "--data.data_dir", data_dir,
               "--data.val_size", "500", "--data.batch_size", str(args.batch_size), "--model.generator", "unet",
               "--model.generator_width", str(args.width), "--model.discriminator_width", str(args.width),
               "--model.decay_epochs", "0", "--model.lr", str(args.lr), "--trainer.default_root_dir", root, *QUIET,
-              *extra]
+              *extra, *args.cli_args]
     wall, cpu = time.time(), time.process_time()
+    # RunCheckpoint writes the final weights to last.ckpt when fit ends (runs before 2026-11-26 05:00 UTC got the last
+    # multiple of 1,000 steps instead: their "600 batches" rows were scored at 500 batches)
     GenerativeCLI(args=["fit", *common, "--trainer.max_steps", str(2 * args.batches), "--trainer.max_epochs", "-1",
                         "--trainer.limit_val_batches", "0"])
     wall, cpu = time.time() - wall, time.process_time() - cpu
     metrics = GenerativeCLI(args=["test", *common, "--ckpt_path", "last"]).trainer.callback_metrics
     return {"model": model, "data": data, "batches": args.batches, "batch_size": args.batch_size, "width": args.width,
-            "lr": args.lr,
+            "lr": args.lr, "tag": args.tag, "cli_args": " ".join(args.cli_args),
             "train_wall_s": round(wall, 1), "train_cpu_s": round(cpu, 1),
             **{name: round(float(metrics[f"test/{name}"]), 4) for name in METRICS}}
 
 
 def table(rows: list[dict]) -> str:
-    head = ["model", "data", *METRICS, "train_cpu_s"]
+    head = ["model", "data", "batches", "batch_size", "tag", *METRICS, "train_cpu_s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(str(row[k]) for k in head) + " |" for row in rows]
+    lines += ["| " + " | ".join(str(row.get(k, "")) for k in head) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -77,6 +85,8 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 suits a shared machine)")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--data", nargs="+", default=list(DATA), choices=list(DATA))
+    parser.add_argument("--tag", default="", help="name of a variant: appended to the run folder, kept in the row")
+    parser.add_argument("cli_args", nargs="*", help="after `--`: extra cli.py arguments for fit and test")
     parser.add_argument("--work", default=os.path.join(REPO, "benchmarks", "_work"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -175,3 +175,12 @@ class RunCheckpoint(ModelCheckpoint):
             setattr(trainer, RUN_DIR_ATTR, folder)
             self.dirpath = os.path.join(folder, "checkpoints")
         super().setup(trainer, pl_module, stage)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        """`last.ckpt` holds the final weights of a finished run. ModelCheckpoint saves only at its intervals
+        (`every_n_train_steps`, ...) and at the end only when it never saved before, so a run whose `max_steps`
+        falls between two saves would otherwise leave `last.ckpt` at the previous save (and `test --ckpt_path
+        last` would score older weights). Runs stopped by an error do not get here, so a NaN never reaches it."""
+        if self.save_last and self._last_checkpoint_saved and self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        super().on_train_end(trainer, pl_module)

@@ -50,6 +50,8 @@ class TranslationModule(TrainingModule):
         loss: adversarial loss, any name of `lightning_models.losses` (lsgan, non_saturating, hinge, wgan_gp, ...).
         gp_weight: weight of the gradient penalty (wgan_gp only).
         lr: Adam learning rate of both optimizers (the generators share one, the discriminators the other).
+        discriminator_lr: Adam learning rate of the discriminators' optimizer instead (None = `lr`), for a
+            two time-scale update rule.
         betas: Adam betas.
         decay_start_epoch: epoch from which the learning rate decays linearly ...
         decay_epochs: ... to 0 over this many epochs (0 = constant). The schedulers are stepped at the end of
@@ -76,6 +78,7 @@ class TranslationModule(TrainingModule):
         loss: str = "lsgan",
         gp_weight: float = 10.0,
         lr: float = 2e-4,
+        discriminator_lr: float | None = None,
         betas: tuple[float, float] = (0.5, 0.999),
         decay_start_epoch: int = 100,
         decay_epochs: int = 100,
@@ -83,6 +86,9 @@ class TranslationModule(TrainingModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        for name, value in (("lr", lr), ("discriminator_lr", discriminator_lr)):
+            if value is not None and not value > 0:
+                raise ValueError(f"--model.{name} must be > 0, got {value}")
         self.save_hyperparameters()  # also collects the subclass's own arguments (Lightning walks the frames)
         self.automatic_optimization = False
         self.gan_loss = get_loss(loss)
@@ -127,7 +133,9 @@ class TranslationModule(TrainingModule):
         opt_g = torch.optim.Adam(itertools.chain(self.generator_ab.parameters(), self.generator_ba.parameters()),
                                  lr=h.lr, betas=tuple(h.betas))
         opt_d = torch.optim.Adam(itertools.chain(self.discriminator_a.parameters(),
-                                                 self.discriminator_b.parameters()), lr=h.lr, betas=tuple(h.betas))
+                                                 self.discriminator_b.parameters()),
+                                 lr=h.lr if h.discriminator_lr is None else h.discriminator_lr,
+                                 betas=tuple(h.betas))
         decay = lambda epoch: linear_decay(epoch, h.decay_start_epoch, h.decay_epochs)  # noqa: E731
         schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, decay) for opt in (opt_g, opt_d)]
         return [opt_g, opt_d], schedulers
@@ -175,8 +183,9 @@ class TranslationModule(TrainingModule):
             opt_g.step()
             opt_g.zero_grad(set_to_none=True)
 
-        self.log_dict({"train/loss_d": loss_d.detach(), "train/loss_g": loss_g.detach()}, prog_bar=True)
-        self.log_dict({f"train/{name}": value.detach() for name, value in terms.items()})
+        self.log_train({"train/loss_d": loss_d, "train/loss_g": loss_g,
+                        **{f"train/{name}": value for name, value in terms.items()}},
+                       prog_bar=("train/loss_d", "train/loss_g"))
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Called inside opt.step(), after 16-mixed has unscaled the gradients (clipping earlier clips scaled ones).

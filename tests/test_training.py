@@ -34,6 +34,13 @@ def assert_same_training_state(a, b):
                 assert torch.equal(torch.as_tensor(value), torch.as_tensor(opt_b["state"][pid][name])), (pid, name)
 
 
+def test_last_checkpoint_holds_the_final_step_between_save_intervals(mnist_dir, tmp_path):
+    # saves every 4 optimizer steps; max_steps 6 ends the run between two saves: last.ckpt still gets step 6
+    run_cli("fit", tiny_args(GAN_CONFIGS[0], mnist_dir, str(tmp_path), "--config", every_step_checkpoints(tmp_path, 4),
+                             "--trainer.max_steps", "6"))
+    assert state_of(last_checkpoint(str(tmp_path)))["global_step"] == 6
+
+
 @pytest.mark.parametrize("config", GAN_CONFIGS, ids=lambda c: os.path.basename(c)[:-5])
 def test_resume_mid_epoch_reproduces_uninterrupted_run(config, mnist_dir, tmp_path):
     # 56 training images / batch 8 = 7 batches (14 steps) per epoch; step 10 is mid-epoch 0, 40 is in epoch 2.

@@ -83,6 +83,21 @@ def test_schedulers_are_stepped_at_each_epoch_end(mnist_dir):
     assert seen == [[1e-3, 1e-3], [1e-3, 1e-3], [5e-4, 5e-4]]
 
 
+@pytest.mark.parametrize("cls", SCHEMES, ids=lambda c: c.__name__)
+def test_discriminator_lr_sets_only_the_discriminators_optimizer(cls, mnist_dir):
+    trainer = fit(tiny(cls, lr=1e-3, discriminator_lr=4e-3), mnist_dir, max_steps=2)
+    model, (opt_g, opt_d) = trainer.lightning_module, trainer.optimizers
+    held_d = {id(p) for group in opt_d.param_groups for p in group["params"]}
+    assert held_d == {id(p) for net in (model.discriminator_a, model.discriminator_b) for p in net.parameters()}
+    assert [opt_g.param_groups[0]["lr"], opt_d.param_groups[0]["lr"]] == [1e-3, 4e-3]
+    # the decay scales each from its own base rate
+    assert [c.scheduler.base_lrs[0] for c in trainer.lr_scheduler_configs] == [1e-3, 4e-3]
+    (_, default_d), _ = tiny(cls, lr=1e-3).configure_optimizers()
+    assert default_d.param_groups[0]["lr"] == 1e-3  # None: the discriminators use lr
+    with pytest.raises(ValueError, match="--model.discriminator_lr must be > 0"):
+        tiny(cls, discriminator_lr=0.0)
+
+
 def test_unknown_loss_and_generator_name_the_option():
     with pytest.raises(ValueError, match="--model.loss must be one of"):
         tiny(CycleGAN, loss="wasserstein")

@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from datamodules.colored_mnist import dominant_color
+from datamodules.colored_mnist import dominant_color, paint
 from lightning_models.translation_eval import METRICS, TranslationMetrics, first_of_each_class, mask_iou, strips
 from tests.helpers import CONFIGS, run_cli, tiny_args
 from tests.lightning_models.translation_fixtures import one_thread  # noqa: F401 (autouse: one torch thread)
@@ -46,6 +46,35 @@ def test_metrics_of_a_perfect_and_of_a_color_keeping_translator(paired, mnist_di
         for name, value in values.items():
             assert updated[name].compute().item() == pytest.approx(value), (perfect, name)
         assert updated["cycle_l1_aba"].compute() < 1e-6 and updated["cycle_l1_bab"].compute() < 1e-6
+
+
+class PairLookup:
+    """The ground truth as a translator: the other domain's rendering of the same row of a paired batch."""
+
+    def __init__(self, batch):
+        self.a, self.b = batch["image_a"], batch["image_b"]
+
+    def translate(self, images, direction="AB"):
+        source, target = (self.a, self.b) if direction == "AB" else (self.b, self.a)
+        assert torch.equal(images, source)
+        return target
+
+
+def test_ground_truth_pairs_score_perfectly(mnist_dir, batches_of):
+    """Sanity check of the metrics: domain B's own rendering of a digit is a perfect A->B translation, also for
+    antialiased strokes (every gray level from 0 to 1) painted in every palette color."""
+    dm = datamodule(True, data_dir=mnist_dir)
+    (batch, *_) = batches_of(dm, "test", "test")
+    # 10 digits, each a stroke whose gray level ramps 0 -> 1 across its width, as on MNIST's antialiased edges
+    gray = torch.zeros(10, 1, 28, 28)
+    gray[:, :, 4:24, 6:22] = torch.linspace(0, 1, 16)
+    labels = torch.arange(10)
+    ramps = {"image_a": paint(gray, dm.palette_a, labels), "image_b": paint(gray, dm.palette_b, labels),
+             "label": labels}
+    for pairs in (batch, ramps):
+        updated = TranslationMetrics().update("test", PairLookup(pairs), pairs, dm)
+        for name in ("color_accuracy_ab", "color_accuracy_ba", "iou_ab", "iou_ba"):
+            assert updated[name].compute().item() == 1.0, name
 
 
 def test_color_accuracy_needs_a_domain_colored_by_digit(mnist_dir, batches_of):
