@@ -176,11 +176,35 @@ class RunCheckpoint(ModelCheckpoint):
             self.dirpath = os.path.join(folder, "checkpoints")
         super().setup(trainer, pl_module, stage)
 
-    def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
-        """`last.ckpt` holds the final weights of a finished run. ModelCheckpoint saves only at its intervals
-        (`every_n_train_steps`, ...) and at the end only when it never saved before, so a run whose `max_steps`
-        falls between two saves would otherwise leave `last.ckpt` at the previous save (and `test --ckpt_path
-        last` would score older weights). Runs stopped by an error do not get here, so a NaN never reaches it."""
-        if self.save_last and self._last_checkpoint_saved and self._last_global_step_saved != trainer.global_step:
+    # --- the final weights -------------------------------------------------------------------------------------
+    # `last.ckpt` holds the final weights of a finished run. ModelCheckpoint saves only at its intervals
+    # (`every_n_train_steps`, ...) and, at the very end, only when it never saved before, so a run whose
+    # `max_steps` falls between two saves would leave `last.ckpt` at the previous save (and `test --ckpt_path last`
+    # would score older weights). The final save is made where Lightning itself saves, so it resumes exactly:
+    # after the last batch when the run stops mid-epoch, at the epoch's end when it stops there. (A checkpoint
+    # written in `on_train_end` after an epoch's end resumes one epoch too far: Lightning finds that epoch's
+    # batches done and skips it.) Runs stopped by an error get no final save, so a NaN never reaches it.
+    @staticmethod
+    def _stopping(trainer: pl.Trainer) -> bool:
+        fit = trainer.fit_loop
+        return (trainer.should_stop or 0 <= trainer.max_steps <= trainer.global_step
+                or fit.max_epochs not in (None, -1) and fit.epoch_progress.current.processed >= fit.max_epochs)
+
+    def _save_final(self, trainer: pl.Trainer) -> None:
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch and self._stopping(trainer):
+            self._save_final(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._stopping(trainer):
+            self._save_final(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        self._save_final(trainer)  # any other way out (a time limit during validation, ...)
         super().on_train_end(trainer, pl_module)

@@ -206,21 +206,25 @@ class FewLabelClassifier(TrainingModule):
         pseudo, certainty = label_spreading(self.propagation_features(), self.labelled_indices, self.labelled_labels,
                                             self.num_classes, h.propagation_neighbors, h.propagation_alpha,
                                             h.propagation_iterations)
-        self.pseudo_labels, self.pseudo_certainty = pseudo, certainty
+        self.pseudo_labels, self.pseudo_certainty, self.pseudo_epoch = pseudo, certainty, self.current_epoch
         self.log("train/pseudo_certainty", certainty.mean())
 
-    # The epoch's pseudo-labels travel in checkpoints: a run resumed mid-epoch (where Lightning does not call
-    # on_train_epoch_start) uses the labels the interrupted epoch started with, so resuming is exact.
+    # The epoch's pseudo-labels travel in checkpoints with their epoch: a run resumed mid-epoch (where Lightning
+    # does not call on_train_epoch_start) uses the labels the interrupted epoch started with, so resuming is exact.
+    # Resumed from a save after an epoch's last batch, Lightning goes on with the next epoch without calling
+    # on_train_epoch_start either: the first step sees labels of an older epoch and computes this epoch's.
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
         if getattr(self, "pseudo_labels", None) is not None:
-            checkpoint["pseudo_labels"] = {"labels": self.pseudo_labels.cpu(), "certainty": self.pseudo_certainty.cpu()}
+            checkpoint["pseudo_labels"] = {"labels": self.pseudo_labels.cpu(), "certainty": self.pseudo_certainty.cpu(),
+                                           "epoch": self.pseudo_epoch}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
         saved = checkpoint.get("pseudo_labels")
         if saved is not None:
             self.pseudo_labels, self.pseudo_certainty = saved["labels"], saved["certainty"]
+            self.pseudo_epoch = saved.get("epoch")
 
     def lookup(self, images: Tensor) -> Tensor:
         """Rows of the training split holding `images` (found by fingerprint)."""
@@ -238,7 +242,7 @@ class FewLabelClassifier(TrainingModule):
         loss_labelled = F.cross_entropy(logits, self.labelled_labels)
         loss = loss_labelled
         if h.unlabeled_weight:
-            if getattr(self, "pseudo_labels", None) is None:  # resumed mid-epoch from a checkpoint without them
+            if getattr(self, "pseudo_epoch", None) != self.current_epoch:  # resumed (see on_save_checkpoint)
                 self.on_train_epoch_start()
             self.pseudo_labels = self.pseudo_labels.to(self.device)
             self.pseudo_certainty = self.pseudo_certainty.to(self.device)

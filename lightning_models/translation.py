@@ -140,11 +140,26 @@ class TranslationModule(TrainingModule):
         schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, decay) for opt in (opt_g, opt_d)]
         return [opt_g, opt_d], schedulers
 
+    # Manual optimization never steps schedulers. The learning rate is a function of the epoch, so the schedulers
+    # are brought to it (never stepped blindly): at an epoch's end to the next epoch, before ModelCheckpoint's
+    # epoch-end save, so that checkpoint holds the next epoch's rate; at the start of training and of each epoch
+    # to the current one. Resuming replays hooks unevenly: from an epoch-end checkpoint Lightning calls that
+    # epoch's `on_train_epoch_end` again; from a save after an epoch's last batch it calls no
+    # `on_train_epoch_start` for the next one. Either way the schedulers end up where an uninterrupted run has them.
+    def on_train_start(self) -> None:
+        super().on_train_start()
+        self.schedulers_to_epoch(self.current_epoch)
+
+    def on_train_epoch_start(self) -> None:
+        self.schedulers_to_epoch(self.current_epoch)
+
     def on_train_epoch_end(self) -> None:
-        # Manual optimization never steps schedulers. Lightning calls this before ModelCheckpoint's epoch-end
-        # save, so a checkpoint written at an epoch's end already holds the next epoch's learning rate.
+        self.schedulers_to_epoch(self.current_epoch + 1)
+
+    def schedulers_to_epoch(self, epoch: int) -> None:
         for scheduler in self.lr_schedulers():
-            scheduler.step()
+            while scheduler.last_epoch < epoch:
+                scheduler.step()
 
     def judge(self, discriminator: torch.nn.Module, images: Tensor, source: Tensor) -> Tensor:
         """Patch logits of `discriminator` for `images`, translated from `source` (pix2pix sees both)."""

@@ -102,6 +102,23 @@ def test_interrupted_then_resumed_equals_uninterrupted(config, mnist_dir, tmp_pa
     assert_same_training_state(state_of(last_checkpoint(full)), state_of(last_checkpoint(resumed)))
 
 
+@pytest.mark.parametrize("config", CONFIGS, ids=IDS)
+def test_resumed_after_an_epochs_last_batch_equals_uninterrupted(config, mnist_dir, tmp_path):
+    # Saved after the last batch of epoch 0 (before that epoch's end hooks), Lightning resumes in epoch 1 without
+    # calling its on_train_epoch_start: epoch-level state (schedules, pseudo-labels) must still come out right.
+    data = data_dir_for(config, mnist_dir, tmp_path)
+    common = ["--config", every_step_checkpoints(tmp_path, 1), "--trainer.deterministic", "true",
+              "--trainer.limit_train_batches", "3", "--trainer.max_epochs", "2", "--trainer.max_steps", "-1"]
+    full, resumed = str(tmp_path / "full"), str(tmp_path / "resumed")
+    run_cli("fit", tiny_args(config, data, full, *common))
+    saves = glob.glob(os.path.join(full, "*", "checkpoints", "epoch=0-step=*.ckpt"))
+    last_of_epoch_0 = max(saves, key=lambda p: int(p.rsplit("=", 1)[1][:-5]))
+    run_cli("fit", tiny_args(config, data, resumed, *common, "--ckpt_path", last_of_epoch_0))
+    a, b = state_of(last_checkpoint(full)), state_of(last_checkpoint(resumed))
+    assert a["epoch"] == 1 and a["global_step"] == 2 * state_of(last_of_epoch_0)["global_step"]
+    assert_same_training_state(a, b)
+
+
 def test_ddp_test_metrics_are_reduced_across_ranks(ddp_runs):
     _, stderr, metrics_dir, single = ddp_runs
     ranks = {}

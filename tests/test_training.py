@@ -53,6 +53,19 @@ def test_resume_mid_epoch_reproduces_uninterrupted_run(config, mnist_dir, tmp_pa
     assert_same_training_state(state_of(last_checkpoint(full)), state_of(last_checkpoint(resumed)))
 
 
+def test_run_stopped_at_an_epoch_end_resumes_exactly(mnist_dir, tmp_path):
+    # max_steps 14 stops at the end of epoch 0 (7 batches of 2 steps) between the config's interval saves: the
+    # final last.ckpt is written at that epoch's end, where Lightning resumes into epoch 1 (not past it).
+    full, resumed = str(tmp_path / "full"), str(tmp_path / "resumed")
+    common = ["--trainer.deterministic", "true"]
+    run_cli("fit", tiny_args(GAN_CONFIGS[0], mnist_dir, full, *common, "--trainer.max_steps", "28"))
+    run_cli("fit", tiny_args(GAN_CONFIGS[0], mnist_dir, resumed, *common, "--trainer.max_steps", "14"))
+    assert state_of(last_checkpoint(resumed))["global_step"] == 14
+    run_cli("fit", tiny_args(GAN_CONFIGS[0], mnist_dir, resumed, *common, "--trainer.max_steps", "28",
+                             "--ckpt_path", "last"))
+    assert_same_training_state(state_of(last_checkpoint(full)), state_of(last_checkpoint(resumed)))
+
+
 def test_ckpt_path_last_without_checkpoint_is_an_error(mnist_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match="--ckpt_path last: no run under .* has checkpoints/last.ckpt"):
         run_cli("fit", tiny_args(CGAN, mnist_dir, str(tmp_path / "empty"), "--trainer.max_steps", "2",

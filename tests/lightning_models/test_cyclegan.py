@@ -66,19 +66,24 @@ def test_discriminators_see_fakes_through_the_pools(mnist_dir):
         tiny(CycleGAN, cycle_weight=-1.0)
 
 
-@pytest.mark.parametrize("interruption", ["mid_epoch_checkpoint", "stopped_at_epoch_end"])
+@pytest.mark.parametrize("interruption", ["mid_epoch_checkpoint", "saved_after_an_epochs_last_batch",
+                                          "stopped_at_epoch_end"])
 def test_resume_reproduces_uninterrupted_run(interruption, mnist_dir, tmp_path):
     # Unpaired fixture: 28 images per domain / batch 8 = 3 batches (6 steps) per epoch. The learning rate decays
     # from epoch 1 and the pools (buffers in the state dict) fill and swap, so resume must restore both.
-    common = ["--config", every_step_checkpoints(tmp_path, 10), "--trainer.deterministic", "true",
+    # Lightning replays resumed epochs' hooks differently for each kind of checkpoint: an interval save after
+    # the last batch of epoch 1 (step 12, before that epoch's end hooks) and the final save of a run that
+    # max_steps stopped at the end of epoch 1 (after them).
+    common = ["--config", every_step_checkpoints(tmp_path, 2), "--trainer.deterministic", "true",
               "--model.decay_start_epoch", "1", "--model.decay_epochs", "3"]
     full, resumed = str(tmp_path / "full"), str(tmp_path / "resumed")
     run_cli("fit", tiny_args(CONFIG, mnist_dir, full, *common, "--trainer.max_steps", "20"))
-    if interruption == "mid_epoch_checkpoint":
-        (start,) = glob.glob(os.path.join(full, "*", "checkpoints", "epoch=1-step=10.ckpt"))
-    else:  # a run stopped by max_steps at the end of epoch 1 (after its scheduler step), resumed from last.ckpt
-        run_cli("fit", tiny_args(CONFIG, mnist_dir, resumed, *common, "--trainer.max_steps", "12"))
+    if interruption == "stopped_at_epoch_end":  # resumed from last.ckpt
+        run_cli("fit", tiny_args(CONFIG, mnist_dir, resumed, *common[2:], "--trainer.max_steps", "12"))
         start = last_checkpoint(resumed)
+    else:
+        step = 10 if interruption == "mid_epoch_checkpoint" else 12
+        (start,) = glob.glob(os.path.join(full, "*", "checkpoints", f"epoch=1-step={step}.ckpt"))
     run_cli("fit", tiny_args(CONFIG, mnist_dir, resumed, *common, "--trainer.max_steps", "20", "--ckpt_path", start))
     a, b = state_of(last_checkpoint(full)), state_of(last_checkpoint(resumed))
     assert_same_training_state(a, b)
