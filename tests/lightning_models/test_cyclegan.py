@@ -1,5 +1,5 @@
 """CycleGAN: loss wiring on hand-made networks, the history pool in the step, exact resume and DDP through the
-real CLI. (The step order, schedule and translate contract shared with pix2pix: test_translation.py.)"""
+real CLI (DDP: tests/test_matrix.py). (The step order, schedule and translate contract shared with pix2pix: test_translation.py.)"""
 
 import glob
 import os
@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from lightning_models.cyclegan import CycleGAN
-from tests.helpers import CONFIGS, last_checkpoint, run_cli, run_cli_process, state_of, tiny_args
+from tests.helpers import CONFIGS, last_checkpoint, run_cli, state_of, tiny_args
 from tests.lightning_models.translation_fixtures import one_thread  # noqa: F401 (autouse: one torch thread)
 from tests.lightning_models.translation_fixtures import Shift, fit, tiny
 from tests.test_training import assert_same_training_state, every_step_checkpoints
@@ -89,20 +89,3 @@ def test_resume_reproduces_uninterrupted_run(interruption, mnist_dir, tmp_path):
     assert_same_training_state(a, b)
     assert a["lr_schedulers"] == b["lr_schedulers"] and a["lr_schedulers"][0]["last_epoch"] == 3
     assert int(a["state_dict"]["pool_a.count"]) == 4  # (the tiny config's pool size)
-
-
-def test_ddp_two_processes_keep_all_four_networks_identical(mnist_dir, tmp_path):
-    out = str(tmp_path / "weights")
-    dump = tmp_path / "dump.yaml"
-    dump.write_text(f"trainer:\n  callbacks:\n    - class_path: tests.helpers.DumpWeights\n"
-                    f"      init_args: {{out_dir: {out}}}\n")
-    # plain "ddp": the CLI turns on find_unused_parameters (each step leaves two of the four networks idle)
-    result = run_cli_process("fit", tiny_args(CONFIG, mnist_dir, str(tmp_path / "runs"), "--config", str(dump),
-                                              "--trainer.devices", "2", "--trainer.strategy", "ddp",
-                                              "--data.batch_size", "4", "--trainer.max_steps", "6"),
-                             env={"OMP_NUM_THREADS": "1"})
-    assert result.returncode == 0, result.stderr[-3000:]
-    w0, w1, start = (torch.load(os.path.join(out, name)) for name in ("rank0_end.pt", "rank1_end.pt", "rank0_start.pt"))
-    assert all(torch.equal(w0[k], w1[k]) for k in w0)
-    for prefix in ("generator_ab.", "generator_ba.", "discriminator_a.", "discriminator_b."):
-        assert any(not torch.equal(w0[k], start[k]) for k in w0 if k.startswith(prefix)), prefix
