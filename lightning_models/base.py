@@ -78,7 +78,7 @@ class TrainingModule(pl.LightningModule):
         restored, and Lightning 2.6 then never hands the loader its saved state, so a resumed run would restart the
         epoch's batch order. Loading the pending state here, before the first batch is drawn, fixes it. Subclasses
         overriding this hook call `super()` first."""
-        self.__dict__.pop("_train_log_sums", None)  # nothing left over from an earlier, interrupted fit
+        self.__dict__.pop("_train_log_values", None)  # nothing left over from an earlier, interrupted fit
         loop = self.trainer.fit_loop
         if getattr(loop, "_combined_loader_states_to_load", None) and loop._combined_loader is not None:
             loop._load_combined_loader_states()
@@ -106,7 +106,7 @@ class TrainingModule(pl.LightningModule):
         so the values are only kept here (detached, on their device, no host sync, no arithmetic) and averaged
         and handed to `self.log` once per logger write. Nothing is lost: each logged point is the mean of every
         step since the previous one, which is a smoother curve than Lightning's single-step sample."""
-        kept = self.__dict__.setdefault("_train_log_sums", {})
+        kept = self.__dict__.setdefault("_train_log_values", {})
         for name, value in metrics.items():
             values, bar = kept.setdefault(name, ([], False))
             values.append(value.detach() if isinstance(value, Tensor) else float(value))
@@ -118,8 +118,8 @@ class TrainingModule(pl.LightningModule):
         batch (every `log_every_n_steps` batches), at the end of an epoch and of the run (`max_steps`), so the
         progress bar and `trainer.callback_metrics` also hold them after short runs. Subclasses overriding this
         hook call `super()`."""
-        sums = self.__dict__.get("_train_log_sums")
-        if not sums:
+        kept = self.__dict__.get("_train_log_values")
+        if not kept:
             return
         trainer = self.trainer
         loop = trainer.fit_loop
@@ -128,10 +128,10 @@ class TrainingModule(pl.LightningModule):
                 or 0 <= trainer.max_steps <= trainer.global_step):
             return
         for bar in (True, False):
-            means = {name: _mean(values) for name, (values, on_bar) in sums.items() if on_bar == bar}
+            means = {name: _mean(values) for name, (values, on_bar) in kept.items() if on_bar == bar}
             if means:
                 self.log_dict(means, prog_bar=bar)
-        sums.clear()
+        kept.clear()
 
     def on_before_backward(self, loss: Tensor) -> None:
         """Every automatic-optimization backward first checks its loss is finite. Manual-optimization schemes (the

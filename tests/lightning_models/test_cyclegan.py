@@ -1,5 +1,6 @@
-"""CycleGAN: loss wiring on hand-made networks, the history pool in the step, exact resume and DDP through the
-real CLI (DDP: tests/test_matrix.py). (The step order, schedule and translate contract shared with pix2pix: test_translation.py.)"""
+"""CycleGAN: loss wiring on hand-made networks, the history pool in the step, exact resume through the real CLI.
+(DDP with its four networks: tests/test_matrix.py. The step order, schedule and translate contract shared with
+pix2pix: test_translation.py.)"""
 
 import glob
 import os
