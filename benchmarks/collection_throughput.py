@@ -3,13 +3,21 @@ PyTorch loop over the same networks, losses and optimizers (no Lightning: batche
 tensors, the same per-batch work), and the data pipeline's images/second of each datamodule.
 
     python benchmarks/collection_throughput.py DATA_DIR [--schemes classifier vae_joint pix2pix cyclegan cgan ...]
-        [--batches N] [--repeats 3] [--data-only] [--autoencoder AE_CHECKPOINT_OR_RUN_ROOT] [--gan GAN_RUN_ROOT]
+        [--batches N] [--repeats 3] [--val-size 500] [--data-only] [--autoencoder AE_CHECKPOINT_OR_RUN_ROOT]
+        [--gan GAN_RUN_ROOT]
 
 DATA_DIR holds MNIST/raw (see make_mnist_split.py). Each scheme is built from its config in configs/ (its default
 network sizes and batch size) through the CLI's parser, so the networks timed are the ones users train. Runs
-alternate (plain, ours, plain, ours, ...) so both see the same machine load; the median is reported. The plain
+alternate (plain, ours, plain, ours, ...) so both see the same machine load; the medians are reported, and the
+median of the per-repeat ratios (each "ours" run over the plain run just before it), which a slow drift of the
+machine's speed does not move. The plain
 loop takes its batches from the datamodule's own loader and calls the module's own loss functions (`VAE.loss_terms`, `TranslationModule.discriminator_loss`, ...), so the
 ratio measures exactly what Lightning and our hooks add.
+
+Epoch length: `--val-size` images of the training file are held out (default 500). From make_mnist_split.py's
+8,000 training images that leaves 7,500, about 58 batches of 128 per epoch (full MNIST: 430). Each epoch boundary
+costs Lightning a few ms (loop restart, epoch-end hooks, a log flush), so very short epochs would charge it far
+more often than training on real data does.
 
 The data rate is a whole epoch's batches as training sees them: BatchLoader slicing plus the datamodule's
 on-device transform (`on_after_batch_transfer`: uint8 -> float, coloring, pairing), on this machine's CPU.
@@ -63,7 +71,8 @@ UPSTREAM = {"latent_gan": ("--model.autoencoder_path", "autoencoder"), "latent_c
 
 
 def build(config: str, data_dir: str, *extra: str):
-    """(model, datamodule) exactly as `cli.py fit --config configs/<config>` builds them."""
+    """(model, datamodule) exactly as `cli.py fit --config configs/<config>` builds them (`extra`: more CLI
+    arguments, e.g. `--data.val_size`)."""
     parsed = cli.GenerativeCLI(args=["--config", os.path.join(REPO, "configs", config), "--data.data_dir", data_dir,
                                      "--trainer.logger", "false", *extra], run=False)
     parsed.datamodule.setup("fit")
@@ -249,21 +258,25 @@ def main(argv=None) -> None:
     parser.add_argument("--schemes", nargs="+", default=list(SCHEMES), choices=list(SCHEMES))
     parser.add_argument("--batches", type=int, default=None, help="timed batches (default: per scheme, BATCHES)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--val-size", type=int, default=500,
+                        help="training images held out for validation (sets the epoch length, see above)")
     parser.add_argument("--data-only", action="store_true")
     parser.add_argument("--autoencoder", default="benchmarks/_work/ae_mnist",
                         help="autoencoder checkpoint or run root for the latent GAN and few-label schemes")
     parser.add_argument("--gan", default="benchmarks/_work/dcgan_mnist_non_saturating_3000",
                         help="GAN checkpoint or run root whose generator the inversion scheme inverts")
     args = parser.parse_args(argv)
-    print("| scheme (config) | batch | plain img/s | ours img/s | ours/plain | data img/s | data / ours | runs |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| scheme (config) | batch | batches/epoch | plain img/s | ours img/s | ours/plain (medians) "
+          "| median of the run ratios | data img/s | data / ours | runs |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name in args.schemes:
         torch.manual_seed(0)
         extra = [UPSTREAM[name][0], getattr(args, UPSTREAM[name][1])] if name in UPSTREAM else []
-        model, dm = build(SCHEMES[name], args.data_dir, *extra)
+        model, dm = build(SCHEMES[name], args.data_dir, "--data.val_size", str(args.val_size), *extra)
         data = statistics.median(data_rate(dm) for _ in range(3))
         if args.data_only:
-            print(f"| {name} ({SCHEMES[name]}, {type(dm).__name__}) | {dm.batch_size} | | | | {data:.0f} | | |")
+            print(f"| {name} ({SCHEMES[name]}, {type(dm).__name__}) | {dm.batch_size} | {len(dm.train_dataloader())} "
+                  f"| | | | | {data:.0f} | | |")
             continue
         batches = args.batches or BATCHES[name]
         plain(name, model, dm, max(2, batches // 4))  # warm both paths up (allocator, thread pool); not counted
@@ -273,9 +286,10 @@ def main(argv=None) -> None:
             rates["plain"].append(plain(name, model, dm, batches))
             rates["ours"].append(ours(model, dm, batches))
         p, o = statistics.median(rates["plain"]), statistics.median(rates["ours"])
-        print(f"| {name} ({SCHEMES[name]}, {type(dm).__name__}) | {dm.batch_size} | {p:.0f} | {o:.0f} | {o / p:.3f} "
-              f"| {data:.0f} | {data / o:.0f}x | plain {[round(r) for r in rates['plain']]}, ours "
-              f"{[round(r) for r in rates['ours']]} |", flush=True)
+        paired = statistics.median(b / a for a, b in zip(rates["plain"], rates["ours"]))
+        print(f"| {name} ({SCHEMES[name]}, {type(dm).__name__}) | {dm.batch_size} | {len(dm.train_dataloader())} "
+              f"| {p:.0f} | {o:.0f} | {o / p:.3f} | {paired:.3f} | {data:.0f} | {data / o:.0f}x "
+              f"| plain {[round(r) for r in rates['plain']]}, ours {[round(r) for r in rates['ours']]} |", flush=True)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak RSS of the process {rss:.0f} MiB; torch threads {torch.get_num_threads()}")
 

@@ -7,6 +7,7 @@ their training scheme; everything here is what truly every subclass uses.
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from typing import Any, Collection, Iterator, Mapping
 
@@ -173,7 +174,10 @@ class TrainingModule(pl.LightningModule):
     def check_finite(self, **losses: Tensor) -> None:
         """Stops training (before any optimizer step) when a loss is NaN/inf, naming the step and the loss."""
         for name, value in losses.items():
-            if not torch.isfinite(value).all():
+            # a scalar loss (every scheme's) through one host read: isfinite().all() costs ~20x more on a CPU;
+            # on a GPU both are the same single sync
+            finite = math.isfinite(value.detach().item()) if value.numel() == 1 else bool(torch.isfinite(value).all())
+            if not finite:
                 raise NonFiniteLossError(
                     f"non-finite {name} ({value.item()}) at global step {self.global_step} (epoch "
                     f"{self.current_epoch}); training stopped before the optimizer step, so no checkpoint holds "
