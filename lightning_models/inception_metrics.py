@@ -19,8 +19,8 @@ from torchmetrics.image.kid import KernelInceptionDistance
 
 WEIGHTS_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
                "weights-inception-2015-12-05-6726825d.pth")
-INCEPTION_HELP = ("to get them: `pip install torch-fidelity` and run once with network access (the weights go to "
-                  "~/.cache/torch/hub/checkpoints/), or download " + WEIGHTS_URL + " and pass "
+INCEPTION_HELP = ("to get them: `pip install torch-fidelity` (in requirements.txt) and run once with network access "
+                  "(the weights go to ~/.cache/torch/hub/checkpoints/), or download " + WEIGHTS_URL + " and pass "
                   "--model.inception_weights PATH")
 
 

@@ -12,7 +12,7 @@ import torch.nn as nn
 import lightning_models.inception_metrics as inception_metrics
 from lightning_models import GAN, InfoGAN
 from lightning_models.infogan_eval import cluster_accuracy, code_traversal
-from tests.helpers import REPO, run_cli, tiny_args
+from tests.helpers import REPO, last_checkpoint, run_cli, tiny_args
 from tests.lightning_models.test_gan import fit
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -197,10 +197,12 @@ def test_code_and_class_accuracy_on_a_constructed_case():
     assert cluster_accuracy(confusion) == {"one_to_one": 0.75, "majority": 1.0}
 
 
-def test_inception_offline_gives_one_line_with_the_fix(monkeypatch):
-    def offline(*args, **kwargs):
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+def offline(*args, **kwargs):
+    """Stands in for InceptionFeatures on a machine without network access (the test machine may have it)."""
+    raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
+
+def test_inception_offline_gives_one_line_with_the_fix(monkeypatch):
     monkeypatch.setattr(inception_metrics, "InceptionFeatures", offline)
     metrics, message = inception_metrics.make_inception_metrics()
     assert metrics is None and "\n" not in message
@@ -230,7 +232,8 @@ def test_inception_scores_with_a_stand_in_network():
     assert different["fid_inception"] > 0.05 and different["kid_inception"] > 0.01
 
 
-def test_cli_logs_traversals_and_tests_offline(mnist_dir, tmp_path):
+def test_cli_logs_traversals_and_tests_offline(mnist_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(inception_metrics, "InceptionFeatures", offline)
     config = os.path.join(REPO, "configs", "infogan_mnist.yaml")
     root = str(tmp_path / "runs")
     args = tiny_args(config, mnist_dir, root, "--model.classifier_path", "null")
@@ -245,6 +248,41 @@ def test_cli_logs_traversals_and_tests_offline(mnist_dir, tmp_path):
     assert {"test/code_accuracy_0", "test/code_mae_0", "test/code_mae_1", "test/class_accuracy",
             "test/class_accuracy_majority"} <= set(metrics)
     assert "test/fid_inception" not in metrics and 0 <= float(metrics["test/class_accuracy"]) <= 1
+
+
+def inception_weights_file(path: str, monkeypatch) -> str:
+    """A weights file in torch-fidelity's format for its Inception-v3 (the real file needs a download): the
+    network's own random initialisation, written with torch.save as the published file is."""
+    fe = pytest.importorskip("torch_fidelity.feature_extractor_inceptionv3")
+    with monkeypatch.context() as patch:  # build the network without fetching or loading any weights
+        patch.setattr(fe, "load_state_dict_from_url", lambda *args, **kwargs: {})
+        patch.setattr(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None)
+        torch.manual_seed(0)
+        net = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    torch.save(net.state_dict(), path)
+    return path
+
+
+@pytest.mark.slow  # about 13 s: Inception-v3 at 299x299 on 40 images
+def test_cli_test_reports_inception_fid_kid_with_a_weights_file(mnist_dir, tmp_path, monkeypatch):
+    """The real path: torchmetrics' Inception (torch-fidelity's network) loaded from --model.inception_weights,
+    run over the test images and the samples; the scores are finite and nothing is skipped."""
+    weights = inception_weights_file(str(tmp_path / "inception.pth"), monkeypatch)
+    config = os.path.join(REPO, "configs", "infogan_mnist.yaml")
+    args = tiny_args(config, mnist_dir, str(tmp_path / "runs"), "--model.classifier_path", "null",
+                     "--model.num_eval_samples", "8", "--model.inception_weights", weights)
+    run_cli("fit", [*args, "--trainer.max_steps", "2"])
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        metrics = run_cli("test", [*args, "--ckpt_path", "last"]).trainer.callback_metrics
+    assert not [w for w in caught if "fid_inception" in str(w.message)]
+    scores = {k: float(metrics[f"test/{k}"]) for k in ("fid_inception", "kid_inception", "kid_inception_std")}
+    assert all(torch.isfinite(torch.tensor(v)) for v in scores.values()), scores
+    assert scores["fid_inception"] > 0  # 8 samples of an untrained generator against 32 test images
+    model = InfoGAN.load_from_checkpoint(last_checkpoint(str(tmp_path / "runs")))
+    assert model.hparams.inception_weights == weights  # the checkpoint remembers where the weights are
 
 
 def test_cli_test_on_celeba_without_labels_or_classifier(celeba_dir, tmp_path):
