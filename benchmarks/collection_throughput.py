@@ -3,8 +3,8 @@ PyTorch loop over the same networks, losses and optimizers (no Lightning: batche
 tensors, the same per-batch work), and the data pipeline's images/second of each datamodule.
 
     python benchmarks/collection_throughput.py DATA_DIR [--schemes classifier vae_joint pix2pix cyclegan cgan ...]
-        [--batches N] [--repeats 3] [--val-size 500] [--data-only] [--autoencoder AE_CHECKPOINT_OR_RUN_ROOT]
-        [--gan GAN_RUN_ROOT]
+        [--batches N] [--repeats 3] [--val-size 500] [--data-only] [--compile] [--channels-last]
+        [--autoencoder AE_CHECKPOINT_OR_RUN_ROOT] [--gan GAN_RUN_ROOT]
 
 DATA_DIR holds MNIST/raw (see make_mnist_split.py). Each scheme is built from its config in configs/ (its default
 network sizes and batch size) through the CLI's parser, so the networks timed are the ones users train. Runs
@@ -43,6 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import cli  # noqa: E402
 from lightning_models.classifier import random_translate  # noqa: E402
 from lightning_models.few_label import label_spreading  # noqa: E402
+from lightning_models.performance import ChannelsLast, CompileNetworks  # noqa: E402
 
 WARMUP = 3
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -95,12 +96,13 @@ def steps_per_batch(model) -> int:
     return model.hparams.get("n_critic", 1) + 1  # GANs: n_critic D steps + 1 G step; translation: D + G
 
 
-def ours(model, dm, batches: int) -> float:
+def ours(model, dm, batches: int, extra_callbacks=()) -> float:
+    """Images/second of `Trainer.fit` after WARMUP batches (compilation, with `CompileNetworks`, happens in those)."""
     model = copy.deepcopy(model)
     timer = Timer()
     trainer = pl.Trainer(max_steps=steps_per_batch(model) * (batches + WARMUP), accelerator="cpu", logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         callbacks=[timer], num_sanity_val_steps=0, limit_val_batches=0)
+                         callbacks=[*extra_callbacks, timer], num_sanity_val_steps=0, limit_val_batches=0)
     trainer.fit(model, dm)
     return batches * dm.batch_size / timer.seconds
 
@@ -261,11 +263,16 @@ def main(argv=None) -> None:
     parser.add_argument("--val-size", type=int, default=500,
                         help="training images held out for validation (sets the epoch length, see above)")
     parser.add_argument("--data-only", action="store_true")
+    parser.add_argument("--compile", action="store_true",
+                        help="'ours' with lightning_models.performance.CompileNetworks (inductor); plain stays eager")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="'ours' with lightning_models.performance.ChannelsLast; plain stays NCHW")
     parser.add_argument("--autoencoder", default="benchmarks/_work/ae_mnist",
                         help="autoencoder checkpoint or run root for the latent GAN and few-label schemes")
     parser.add_argument("--gan", default="benchmarks/_work/dcgan_mnist_non_saturating_3000",
                         help="GAN checkpoint or run root whose generator the inversion scheme inverts")
     args = parser.parse_args(argv)
+    extra_callbacks = ([CompileNetworks()] if args.compile else []) + ([ChannelsLast()] if args.channels_last else [])
     print("| scheme (config) | batch | batches/epoch | plain img/s | ours img/s | ours/plain (medians) "
           "| median of the run ratios | data img/s | data / ours | runs |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -280,11 +287,11 @@ def main(argv=None) -> None:
             continue
         batches = args.batches or BATCHES[name]
         plain(name, model, dm, max(2, batches // 4))  # warm both paths up (allocator, thread pool); not counted
-        ours(model, dm, max(2, batches // 4))
+        ours(model, dm, max(2, batches // 4), extra_callbacks)
         rates = {"plain": [], "ours": []}
         for _ in range(args.repeats):
             rates["plain"].append(plain(name, model, dm, batches))
-            rates["ours"].append(ours(model, dm, batches))
+            rates["ours"].append(ours(model, dm, batches, extra_callbacks))
         p, o = statistics.median(rates["plain"]), statistics.median(rates["ours"])
         paired = statistics.median(b / a for a, b in zip(rates["plain"], rates["ours"]))
         print(f"| {name} ({SCHEMES[name]}, {type(dm).__name__}) | {dm.batch_size} | {len(dm.train_dataloader())} "

@@ -1,0 +1,66 @@
+"""Speed options (`lightning_models.performance`) through the real CLI: they change neither the results (beyond
+float rounding) nor the checkpoints, and they refuse what they cannot do with a clear message."""
+
+import os
+
+import pytest
+import torch
+
+from lightning_models import GAN
+from lightning_models.performance import CompileNetworks, _channels_last
+from tests.helpers import REPO, last_checkpoint, run_cli, state_of, tiny_args
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+DCGAN = os.path.join(REPO, "configs", "dcgan_mnist.yaml")
+CHANNELS_LAST = ["--trainer.callbacks+=lightning_models.performance.ChannelsLast"]
+COMPILE = ["--trainer.callbacks+=lightning_models.performance.CompileNetworks",
+           "--trainer.callbacks.backend=aot_eager"]  # AOTAutograd graphs, no C++ code generation (fast)
+
+
+def fit(mnist_dir, root, *extra):
+    return run_cli("fit", tiny_args(DCGAN, mnist_dir, root, "--trainer.deterministic", "true",
+                                    "--trainer.max_steps", "6", *extra))
+
+
+def assert_close_states(a, b):
+    assert a.keys() == b.keys()  # same parameter names: checkpoints interchange
+    for key in a:
+        torch.testing.assert_close(a[key].float(), b[key].float(), atol=1e-4, rtol=1e-4, msg=key)
+
+
+def test_channels_last_converts_weights_and_batches_and_trains_the_same(mnist_dir, tmp_path):
+    plain = fit(mnist_dir, str(tmp_path / "plain"))
+    nhwc = fit(mnist_dir, str(tmp_path / "nhwc"), *CHANNELS_LAST)
+    convs = [m.weight for m in nhwc.model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    assert not all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in plain.model.modules()
+                   if isinstance(m, torch.nn.Conv2d))
+    assert_close_states(state_of(last_checkpoint(str(tmp_path / "plain")))["state_dict"],
+                        state_of(last_checkpoint(str(tmp_path / "nhwc")))["state_dict"])
+    batch = {"image": torch.rand(2, 3, 4, 4), "label": torch.tensor([0, 1]), "codes": torch.rand(2, 5)}
+    _channels_last(batch)
+    assert batch["image"].is_contiguous(memory_format=torch.channels_last) and batch["label"].shape == (2,)
+
+
+def test_compiled_networks_train_the_same_and_keep_checkpoints(mnist_dir, tmp_path):
+    plain = fit(mnist_dir, str(tmp_path / "plain"))
+    compiled = fit(mnist_dir, str(tmp_path / "compiled"), *COMPILE)
+    model = compiled.model
+    assert model.generator._compiled_call_impl is not None and model.discriminator._compiled_call_impl is not None
+    assert model.generator_ema._compiled_call_impl is None  # frozen: left eager
+    assert plain.model.generator._compiled_call_impl is None
+    ckpt = last_checkpoint(str(tmp_path / "compiled"))
+    assert_close_states(state_of(last_checkpoint(str(tmp_path / "plain")))["state_dict"], state_of(ckpt)["state_dict"])
+    assert GAN.load_from_checkpoint(ckpt).sample(3).shape == (3, 1, 28, 28)  # a plain model loads it
+
+
+def test_compile_leaves_gradient_penalty_discriminators_eager(mnist_dir, tmp_path):
+    with pytest.warns(UserWarning, match="discriminator stays eager: the gradient penalty"):
+        cli = fit(mnist_dir, str(tmp_path), *COMPILE, "--model.loss", "wgan_gp")
+    assert cli.model.discriminator._compiled_call_impl is None and cli.model.generator._compiled_call_impl is not None
+
+
+def test_compile_names_the_submodules_when_one_is_unknown():
+    model = GAN(generator_width=8, discriminator_width=8)
+    with pytest.raises(ValueError, match=r"GAN has no submodule 'decoder'; set `modules` to some of .*'generator'"):
+        CompileNetworks(modules=["decoder"]).setup(None, model, "fit")
