@@ -64,3 +64,19 @@ def test_compile_names_the_submodules_when_one_is_unknown():
     model = GAN(generator_width=8, discriminator_width=8)
     with pytest.raises(ValueError, match=r"GAN has no submodule 'decoder'; set `modules` to some of .*'generator'"):
         CompileNetworks(modules=["decoder"]).setup(None, model, "fit")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", ["celeba_mixed_latent", "cyclegan_colored_mnist", "pix2pix_colored_mnist",
+                                    "vae_joint_colored_mnist", "latent_cgan_mnist", "few_label_mnist", "inversion_mnist"])
+def test_both_options_run_each_network_family(config, mnist_dir, celeba_dir, tmp_path):
+    """Every kind of network of the collection (64x64 DCGAN with a Q head, ResNet and U-Net translators, patch
+    discriminators of single images and of pairs, VAE, frozen autoencoder, classifier, inversion encoder) trains
+    and predicts in channels-last format with its networks compiled."""
+    path = os.path.join(REPO, "configs", f"{config}.yaml")
+    args = tiny_args(path, celeba_dir if "celeba" in config else mnist_dir, str(tmp_path), *CHANNELS_LAST, *COMPILE)
+    model = run_cli("fit", [*args, "--trainer.max_steps", "4"]).model
+    compiled = [n for n, c in model.named_children() if getattr(c, "_compiled_call_impl", None) is not None]
+    assert compiled and all(any(p.requires_grad for p in getattr(model, n).parameters()) for n in compiled)
+    out = run_cli("predict", [*args, "--ckpt_path", "last", "--trainer.limit_predict_batches", "1"])
+    assert out.trainer.state.finished
