@@ -8,7 +8,9 @@ permuted are shown to that domain's discriminator as fakes, unless the permutati
 """
 
 import itertools
+
 import torch
+
 from lightning_models.cyclegan import CycleGAN
 
 PERMS = [p for p in itertools.permutations(range(3)) if p != (0, 1, 2)]

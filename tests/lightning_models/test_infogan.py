@@ -4,6 +4,7 @@ plain GAN, the code API, traversal grids, code/class accuracy metrics and the of
 import glob
 import os
 import urllib.error
+import warnings
 
 import pytest
 import torch
@@ -272,8 +273,6 @@ def test_cli_test_reports_inception_fid_kid_with_a_weights_file(mnist_dir, tmp_p
     args = tiny_args(config, mnist_dir, str(tmp_path / "runs"), "--model.classifier_path", "null",
                      "--model.num_eval_samples", "8", "--model.inception_weights", weights)
     run_cli("fit", [*args, "--trainer.max_steps", "2"])
-    import warnings
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         metrics = run_cli("test", [*args, "--ckpt_path", "last"]).trainer.callback_metrics

@@ -22,6 +22,12 @@ def fit(mnist_dir, root, *extra):
                                     "--trainer.max_steps", "6", *extra))
 
 
+def resume_to_step_10(mnist_dir, root, *extra):
+    """Continues the run under `root` from its last.ckpt to step 10; returns its global step."""
+    return run_cli("fit", tiny_args(DCGAN, mnist_dir, root, "--trainer.max_steps", "10", "--ckpt_path", "last",
+                                    *extra)).trainer.global_step
+
+
 def assert_close_states(a, b):
     assert a.keys() == b.keys()  # same parameter names: checkpoints interchange
     for key in a:
@@ -38,12 +44,8 @@ def test_channels_last_converts_weights_and_batches_and_trains_the_same(mnist_di
     assert_close_states(state_of(last_checkpoint(str(tmp_path / "plain")))["state_dict"],
                         state_of(last_checkpoint(str(tmp_path / "nhwc")))["state_dict"])
     # a run resumes with the option dropped (and the plain one with it added)
-    resumed = run_cli("fit", tiny_args(DCGAN, mnist_dir, str(tmp_path / "nhwc"), "--trainer.max_steps", "10",
-                                       "--ckpt_path", "last"))
-    assert resumed.trainer.global_step == 10
-    resumed = run_cli("fit", tiny_args(DCGAN, mnist_dir, str(tmp_path / "plain"), "--trainer.max_steps", "10",
-                                       "--ckpt_path", "last", *CHANNELS_LAST))
-    assert resumed.trainer.global_step == 10
+    assert resume_to_step_10(mnist_dir, str(tmp_path / "nhwc")) == 10
+    assert resume_to_step_10(mnist_dir, str(tmp_path / "plain"), *CHANNELS_LAST) == 10
     batch = {"image": torch.rand(2, 3, 4, 4), "label": torch.tensor([0, 1]), "codes": torch.rand(2, 5)}
     _channels_last(batch)
     assert batch["image"].is_contiguous(memory_format=torch.channels_last) and batch["label"].shape == (2,)
@@ -59,9 +61,7 @@ def test_compiled_networks_train_the_same_and_keep_checkpoints(mnist_dir, tmp_pa
     ckpt = last_checkpoint(str(tmp_path / "compiled"))
     assert_close_states(state_of(last_checkpoint(str(tmp_path / "plain")))["state_dict"], state_of(ckpt)["state_dict"])
     assert GAN.load_from_checkpoint(ckpt).sample(3).shape == (3, 1, 28, 28)  # a plain model loads it
-    resumed = run_cli("fit", tiny_args(DCGAN, mnist_dir, str(tmp_path / "compiled"), "--trainer.max_steps", "10",
-                                       "--ckpt_path", "last"))  # and a plain run resumes it
-    assert resumed.trainer.global_step == 10
+    assert resume_to_step_10(mnist_dir, str(tmp_path / "compiled")) == 10  # and a plain run resumes it
 
 
 def test_compile_leaves_gradient_penalty_discriminators_eager(mnist_dir, tmp_path):
