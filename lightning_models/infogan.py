@@ -26,8 +26,7 @@ from lightning_models.evaluation import ClassHistogram, SampleEvaluator
 from lightning_models.gan import GAN
 from lightning_models.inception_metrics import make_inception_metrics
 from lightning_models.infogan_eval import cluster_accuracy, code_traversal
-from lightning_models.networks.dcgan import Generator
-from lightning_models.networks.infogan import InfoDiscriminator
+from lightning_models.networks.infogan import InfoDiscriminator, InfoGenerator
 
 TRAVERSAL_RANGE = 2.0  # continuous traversals span [-2, 2]: past the training range [-1, 1], as in the paper
 
@@ -50,6 +49,10 @@ class InfoGAN(GAN):
             than 1 for continuous codes, so the term stays on the scale of the GAN loss).
         continuous_std: fixed std of Q's Gaussian; null = Q predicts it.
         q_hidden: hidden width of the Q head.
+        fc_width: a fully connected hidden layer of this width in both networks, InfoGAN's MNIST architecture
+            (1024): in the generator between its input and the projection to the first feature map, in the
+            discriminator after the convolutions, shared by the real/fake and Q heads; 0 = none (the DCGAN
+            networks of `GAN`).
         inception_metrics: `test` also reports FID/KID in Inception features when torchmetrics can load them
             (see README: torch-fidelity and its weights); otherwise one line says why and the rest runs.
         inception_weights: path of torch-fidelity's Inception weights file (null: torch's hub cache).
@@ -66,6 +69,7 @@ class InfoGAN(GAN):
         continuous_weight: float = 0.1,
         continuous_std: float | None = None,
         q_hidden: int = 128,
+        fc_width: int = 0,
         inception_metrics: bool = True,
         inception_weights: str | None = None,
         **kwargs: Any,
@@ -82,6 +86,8 @@ class InfoGAN(GAN):
         if info_weight < 0 or continuous_weight < 0:
             raise ValueError(f"--model.info_weight and --model.continuous_weight must be >= 0, got {info_weight} "
                              f"and {continuous_weight}")
+        if fc_width < 0:
+            raise ValueError(f"--model.fc_width must be >= 0 (0 = no fully connected layer), got {fc_width}")
         if continuous_std is not None and continuous_std <= 0:
             raise ValueError(f"--model.continuous_std must be > 0 or null, got {continuous_std}")
         self.categorical_codes = tuple(int(k) for k in categorical_codes)
@@ -117,11 +123,11 @@ class InfoGAN(GAN):
     # --- GAN hooks ------------------------------------------------------------------------------------------
     def build_networks(self) -> tuple[nn.Module, nn.Module]:
         h = self.hparams
-        generator = Generator(self.code_dim + h.latent_dim, tuple(h.image_shape), h.generator_width, 0,
-                              h.generator_norm)
+        generator = InfoGenerator(self.code_dim + h.latent_dim, tuple(h.image_shape), h.generator_width,
+                                  h.generator_norm, h.fc_width)
         discriminator = InfoDiscriminator(tuple(h.image_shape), self.categorical_codes, self.continuous_codes,
                                           h.continuous_std is None, h.discriminator_width, h.discriminator_norm,
-                                          h.minibatch_std, h.q_hidden)
+                                          h.minibatch_std, h.q_hidden, h.fc_width)
         return generator, discriminator
 
     def draw_codes(self, n: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor, Tensor]:

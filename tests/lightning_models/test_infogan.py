@@ -26,19 +26,49 @@ def tiny_infogan(**kwargs):
     return InfoGAN(**{**args, **kwargs})
 
 
-def test_q_head_shares_the_discriminator_body_in_one_pass():
-    model = tiny_infogan()
+@pytest.mark.parametrize("fc_width", [0, 16])
+def test_q_head_shares_the_discriminator_body_in_one_pass(fc_width):
+    model = tiny_infogan(fc_width=fc_width)
     d = model.discriminator
     q_params = {id(p) for p in d.q_head.parameters()}
     _, opt_d = model.configure_optimizers()
     assert q_params <= {id(p) for group in opt_d.param_groups for p in group["params"]}  # D's optimizer trains Q
     calls = []
     d.body.register_forward_hook(lambda *args: calls.append(1))
+    if fc_width:
+        d.fc.register_forward_hook(lambda *args: calls.append(2))
     x = torch.randn(5, 1, 28, 28)
+    model.eval()  # spectral norm's power iteration would move the weights between the two passes compared
     logits, (code_logits, mean, log_std) = model.discriminate(x, None)
-    assert len(calls) == 1  # one body pass for both heads
+    assert calls == ([1, 2] if fc_width else [1])  # one body (and fc) pass for both heads
     torch.testing.assert_close(logits, d(x))
     assert [t.shape for t in code_logits] == [(5, 3), (5, 4)] and mean.shape == log_std.shape == (5, 2)
+
+
+def test_fc_width_builds_infogans_mnist_networks():
+    """fc_width 1024 at width 64 is the paper's MNIST architecture: G = FC 1024 - FC 7x7x128 - upconv 64 -
+    upconv 1, D = conv 64 - conv 128 - FC 1024 shared by the D and Q heads; 0 leaves the DCGAN networks (and so
+    the checkpoint keys of earlier runs) as they were."""
+    model = tiny_infogan(generator_width=64, discriminator_width=64, discriminator_norm="batch", fc_width=1024,
+                         categorical_codes=(10,), latent_dim=62)
+    g, d = model.generator, model.discriminator
+    linears = {(m.in_features, m.out_features) for m in g.modules() if isinstance(m, nn.Linear)}
+    assert linears == {(10 + 2 + 62, 1024), (1024, 128 * 7 * 7)}
+    assert isinstance(g.fc[2], nn.BatchNorm1d) and isinstance(d.fc[2], nn.BatchNorm1d)
+    assert (d.fc[1].in_features, d.fc[1].out_features) == (128 * 7 * 7, 1024)
+    assert d.head.in_features == 1024 and d.q_head.net[1].in_features == 1024
+    assert g(model.draw_latent(3, None)).shape == (3, 1, 28, 28)
+    # the information term trains the shared fc layer; the real/fake head stays out of it
+    latent = model.draw_latent(4, torch.Generator().manual_seed(0))
+    model.auxiliary_loss(model.discriminate(g(latent), None)[1], latent, None).backward()
+    assert d.fc[1].weight.grad.abs().sum() > 0 and d.head.weight.grad is None
+    plain = tiny_infogan()
+    assert plain.generator.fc is None and plain.discriminator.fc is None
+    assert not any(".fc." in key for key in plain.state_dict())
+    with pytest.raises(ValueError, match="fc_width"):
+        tiny_infogan(fc_width=-1)
+    with pytest.raises(ValueError, match="fc_width and --model.minibatch_std"):
+        tiny_infogan(fc_width=8, minibatch_std=True)
 
 
 def test_information_loss_math():

@@ -1,11 +1,13 @@
 """Speed options (`lightning_models.performance`) through the real CLI: they change neither the results (beyond
 float rounding) nor the checkpoints, and they refuse what they cannot do with a clear message."""
 
+import ctypes
 import os
 
 import pytest
 import torch
 
+import lightning_models.performance as performance
 from lightning_models import GAN
 from lightning_models.performance import CompileNetworks, _channels_last
 from tests.helpers import REPO, last_checkpoint, run_cli, state_of, tiny_args
@@ -90,3 +92,28 @@ def test_both_options_run_each_network_family(config, mnist_dir, celeba_dir, tmp
     assert compiled and all(any(p.requires_grad for p in getattr(model, n).parameters()) for n in compiled)
     out = run_cli("predict", [*args, "--ckpt_path", "last", "--trainer.limit_predict_batches", "1"])
     assert out.trainer.state.finished
+
+
+@pytest.mark.parametrize("nvml_loads", [False, True])
+def test_nvml_probe_dropped_only_where_nvml_cannot_load(monkeypatch, nvml_loads):
+    """Without the NVML library, torch's NVML-based CUDA check fails its library load at every optimizer step and
+    then asks cudaGetDeviceCount, as it does without the variable: only then is the variable dropped."""
+    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    monkeypatch.setattr(torch.backends.cuda, "is_built", lambda: True)
+    loads = []
+
+    def cdll(name):
+        loads.append(name)
+        if not nvml_loads:
+            raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(ctypes, "CDLL", cdll)
+    assert performance.skip_failing_nvml_probe() is not nvml_loads
+    assert loads == ["libnvidia-ml.so.1"]
+    assert os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == ("1" if nvml_loads else None)
+    loads.clear()
+    assert performance.skip_failing_nvml_probe() is False  # nothing left to do (or a driver is there)
+    assert len(loads) == int(nvml_loads)
+    monkeypatch.setattr(torch.backends.cuda, "is_built", lambda: False)  # a CPU-only build never probes
+    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    assert performance.skip_failing_nvml_probe() is False and os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] == "1"
