@@ -29,10 +29,10 @@ def skip_failing_nvml_probe() -> bool:
     i.e. on machines without an NVIDIA driver; True when it did.
 
     torch's Adam/AdamW ask `torch.cuda.is_available()` at every `step()`. With that variable, a CUDA build of torch
-    answers by loading `libnvidia-ml.so.1` again each time, and on a machine without it the failed load (about
-    60 us on a 2-core CPU, 0.12 ms per GAN batch) is followed by `cudaGetDeviceCount`, the answer it gives without
-    the variable. So dropping it there changes no answer and no fork behaviour; with a driver present, nothing is
-    changed.
+    answers by loading `libnvidia-ml.so.1` again each time, and on a machine without it the failed load is followed
+    by `cudaGetDeviceCount`, the answer it gives without the variable (together about 130 us per Adam step on a
+    2-core CPU, 0.26 ms per GAN batch; benchmarks/RESULTS.md). So dropping it there changes no answer and no fork
+    behaviour; with a driver present, nothing is changed.
     """
     if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") != "1" or not torch.backends.cuda.is_built():
         return False

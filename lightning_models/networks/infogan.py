@@ -1,13 +1,13 @@
-"""InfoGAN's discriminator: the DCGAN discriminator plus a Q head on the same body, so one body pass gives both
-the real/fake logit and the estimate of the codes a fake was made from (Chen et al. 2016)."""
+"""InfoGAN's networks: the DCGAN discriminator plus a Q head on the same body, so one body pass gives both the
+real/fake logit and the estimate of the codes a fake was made from (Chen et al. 2016), and the DCGAN generator;
+both optionally with the fully connected hidden layer of the paper's MNIST networks (`fc_width`)."""
 
 from __future__ import annotations
 
 import torch.nn as nn
 from torch import Tensor
-from torch.nn.utils.parametrizations import spectral_norm
 
-from lightning_models.networks.conv import Norm
+from lightning_models.networks.conv import Norm, _maybe_sn
 from lightning_models.networks.dcgan import Discriminator, Generator
 
 #: log-std of a learned Gaussian Q is kept in this range: a collapsing std would make the likelihood explode.
@@ -49,8 +49,7 @@ def fully_connected(in_features: int, out_features: int, norm: Norm, activation:
     """Linear -> normalisation -> activation, the hidden layer of InfoGAN's MNIST networks. `norm` follows the
     convolutional layers' choice: "batch" is BatchNorm1d, "spectral" wraps the linear layer, "instance" and "none"
     add nothing (instance norm has no meaning for a vector)."""
-    linear = nn.Linear(in_features, out_features, bias=norm != "batch")
-    return nn.Sequential(nn.Flatten(), spectral_norm(linear) if norm == "spectral" else linear,
+    return nn.Sequential(nn.Flatten(), _maybe_sn(nn.Linear(in_features, out_features, bias=norm != "batch"), norm),
                          nn.BatchNorm1d(out_features) if norm == "batch" else nn.Identity(), activation)
 
 
@@ -107,8 +106,7 @@ class InfoDiscriminator(Discriminator):
         self.fc = None
         if fc_width:
             self.fc = fully_connected(features, fc_width, norm, nn.LeakyReLU(0.2, inplace=True))
-            head = nn.Linear(fc_width, 1)
-            self.head = spectral_norm(head) if norm == "spectral" else head
+            self.head = _maybe_sn(nn.Linear(fc_width, 1), norm)
             features = fc_width
         self.q_head = QHead(features, categorical_codes, continuous_codes, learn_std, q_hidden)
 
@@ -118,5 +116,5 @@ class InfoDiscriminator(Discriminator):
         return self.fc(h) if self.fc is not None else h
 
     def with_codes(self, images: Tensor) -> tuple[Tensor, tuple[list[Tensor], Tensor, Tensor | None]]:
-        h = self.features(images)  # (B, C', S0, S0), shared by both heads
+        h = self.features(images)  # (B, C', S0, S0), or (B, fc_width) with the fc layer; shared by both heads
         return self.logits(h), self.q_head(h)
