@@ -53,6 +53,10 @@ class InfoGAN(GAN):
             (1024): in the generator between its input and the projection to the first feature map, in the
             discriminator after the convolutions, shared by the real/fake and Q heads; 0 = none (the DCGAN
             networks of `GAN`).
+        info_trains_body: the information term of the discriminator step trains the shared body as well as the Q
+            head (the paper; true), or only the Q head (false): the body then learns only to tell real from fake,
+            and Q has to read the codes from the features the discriminator judges images by. The generator step
+            is the same either way (the term reaches the generator through the frozen body).
         inception_metrics: `test` also reports FID/KID in Inception features when torchmetrics can load them
             (see README: torch-fidelity and its weights); otherwise one line says why and the rest runs.
         inception_weights: path of torch-fidelity's Inception weights file (null: torch's hub cache).
@@ -70,6 +74,7 @@ class InfoGAN(GAN):
         continuous_std: float | None = None,
         q_hidden: int = 128,
         fc_width: int = 0,
+        info_trains_body: bool = True,
         inception_metrics: bool = True,
         inception_weights: str | None = None,
         **kwargs: Any,
@@ -144,7 +149,10 @@ class InfoGAN(GAN):
     def discriminate(self, x: Tensor, labels: Tensor | None) -> tuple[Tensor, object]:
         if self.hparams.info_weight == 0:
             return self.discriminator(x), None  # the plain GAN: Q is never evaluated
-        return self.discriminator.with_codes(x)
+        # the discriminator step is the one where D's parameters are trainable (toggled_optimizer freezes them
+        # in the generator step, where the term must flow through the body to the generator)
+        discriminator_step = next(self.discriminator.parameters()).requires_grad
+        return self.discriminator.with_codes(x, q_detached=discriminator_step and not self.hparams.info_trains_body)
 
     def auxiliary_loss(self, aux: object, latent: Tensor, labels: Tensor | None) -> Tensor | None:
         if aux is None:

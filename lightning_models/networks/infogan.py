@@ -115,6 +115,9 @@ class InfoDiscriminator(Discriminator):
         h = self.body(images)
         return self.fc(h) if self.fc is not None else h
 
-    def with_codes(self, images: Tensor) -> tuple[Tensor, tuple[list[Tensor], Tensor, Tensor | None]]:
+    def with_codes(self, images: Tensor, q_detached: bool = False
+                   ) -> tuple[Tensor, tuple[list[Tensor], Tensor, Tensor | None]]:
+        """(logits (B,), Q's output) from one body pass; `q_detached`: Q reads the features detached, so a loss on
+        its output trains the Q head but not the shared body (nor anything before it)."""
         h = self.features(images)  # (B, C', S0, S0), or (B, fc_width) with the fc layer; shared by both heads
-        return self.logits(h), self.q_head(h)
+        return self.logits(h), self.q_head(h.detach() if q_detached else h)

@@ -102,6 +102,27 @@ def test_information_loss_reaches_generator_and_q_head():
     assert all(p.grad is None for p in model.discriminator.head.parameters())  # the real/fake head is not in it
 
 
+@pytest.mark.parametrize("fc_width", [0, 16])
+def test_info_trains_body_false_keeps_the_term_out_of_the_body_in_the_discriminator_step(fc_width):
+    """With info_trains_body false, the information term of the discriminator step (D trainable) reaches the Q
+    head only; in the generator step (D frozen by toggled_optimizer) it still reaches the generator through the
+    body. The default (the paper) trains the body in the discriminator step too."""
+    for trains_body in (True, False):
+        model = tiny_infogan(info_trains_body=trains_body, fc_width=fc_width)
+        latent = model.draw_latent(6, torch.Generator().manual_seed(0))
+        fake = model.generator(latent)
+        model.auxiliary_loss(model.discriminate(fake.detach(), None)[1], latent, None).backward()  # D step
+        d = model.discriminator
+        shared = [*d.body.parameters(), *(d.fc.parameters() if d.fc is not None else [])]
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in d.q_head.parameters())
+        assert any(p.grad is not None for p in shared) == trains_body
+        d.zero_grad(set_to_none=True)
+        d.requires_grad_(False)  # the generator step
+        model.auxiliary_loss(model.discriminate(fake, None)[1], latent, None).backward()
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.generator.parameters()
+                   if p.dim() > 1)
+
+
 def test_info_weight_zero_trains_exactly_as_the_plain_gan(mnist_dir):
     info = tiny_infogan(info_weight=0)
     plain = GAN(image_shape=(1, 28, 28), num_classes=10, latent_dim=info.code_dim + 4, generator_width=8,
