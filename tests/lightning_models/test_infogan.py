@@ -123,6 +123,16 @@ def test_info_trains_body_false_keeps_the_term_out_of_the_body_in_the_discrimina
                    if p.dim() > 1)
 
 
+def test_info_trains_body_false_detaches_exactly_in_the_discriminator_steps_of_training(mnist_dir):
+    """Under Trainer.fit the discriminator step (real and fake passes) gets Q on detached features and the
+    generator step does not: the step is told apart by toggled_optimizer's freezing of D."""
+    model = tiny_infogan(info_trains_body=False)
+    seen, with_codes = [], model.discriminator.with_codes
+    model.discriminator.with_codes = lambda x, q_detached=False: seen.append(q_detached) or with_codes(x, q_detached)
+    fit(model, mnist_dir, max_steps=4)  # 2 batches
+    assert seen == [True, True, False] * 2
+
+
 def test_info_weight_zero_trains_exactly_as_the_plain_gan(mnist_dir):
     info = tiny_infogan(info_weight=0)
     plain = GAN(image_shape=(1, 28, 28), num_classes=10, latent_dim=info.code_dim + 4, generator_width=8,
