@@ -2,8 +2,9 @@
 library. Color-blind generators for CycleGAN: each generator sees only each pixel's largest channel (the stroke
 without its color), so it cannot map input colors to output colors and has to paint from the digit's shape. With
 `stroke_cycle` the cycle term compares strokes too (a full-color cycle asks the generators for colors they cannot
-see). `color_blind: false` keeps the usual generators (to try `minibatch_std` alone). `minibatch_std` appends the batch's feature spread to the PatchGAN discriminators before their last layer,
-so they can see a batch that has only one color.
+see). `color_blind: false` keeps the usual generators (to try `minibatch_std` alone). `minibatch_std` appends the
+batch's feature spread to the PatchGAN discriminators before their last layer, so they can see a batch that has
+only one color.
 
     PYTHONPATH=benchmarks python benchmarks/translation_benchmark.py --data unpaired --models cyclegan \
         --batches 1000 --tag colorblind_resnet2 -- --model colorblind_cyclegan.ColorBlindCycleGAN \
@@ -12,10 +13,10 @@ so they can see a batch that has only one color.
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
 from lightning_models.cyclegan import CycleGAN
+from lightning_models.networks.dcgan import batch_spread
 
 
 def strokes(images: Tensor) -> Tensor:
@@ -24,6 +25,8 @@ def strokes(images: Tensor) -> Tensor:
 
 
 class ColorBlind(nn.Module):
+    """Shows `net` only the strokes of its input, repeated over the channels."""
+
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
@@ -33,16 +36,14 @@ class ColorBlind(nn.Module):
 
 
 class MinibatchStdHead(nn.Module):
-    """The PatchGAN's last convolution, reading one more channel: the mean over channels of each feature's std
-    across the batch."""
+    """The PatchGAN's last convolution, reading one more channel: the batch's feature spread (`batch_spread`)."""
 
     def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__()
         self.conv = nn.Conv2d(conv.in_channels + 1, conv.out_channels, conv.kernel_size, conv.stride, conv.padding)
 
     def forward(self, h: Tensor) -> Tensor:
-        std = h.float().std(dim=0, unbiased=False).mean(dim=0, keepdim=True).to(h.dtype)  # (1, H, W)
-        return self.conv(torch.cat([h, std.expand(h.shape[0], 1, *h.shape[2:])], 1))
+        return self.conv(torch.cat([h, batch_spread(h).expand(h.shape[0], 1, *h.shape[2:])], 1))
 
 
 class ColorBlindCycleGAN(CycleGAN):
@@ -55,12 +56,7 @@ class ColorBlindCycleGAN(CycleGAN):
             for d in (self.discriminator_a, self.discriminator_b):
                 d.layers[-1] = MinibatchStdHead(d.layers[-1])
 
-    def reconstruction_losses(self, real_a, real_b, fake_a, fake_b) -> dict:
-        h = self.hparams
-        if not (h.color_blind and h.stroke_cycle and h.cycle_weight):
-            return super().reconstruction_losses(real_a, real_b, fake_a, fake_b)
-        terms = {"cycle": h.cycle_weight * (F.l1_loss(strokes(self.generator_ba(fake_b)), strokes(real_a))
-                                            + F.l1_loss(strokes(self.generator_ab(fake_a)), strokes(real_b)))}
-        if h.identity_weight:
-            terms["identity"] = super().reconstruction_losses(real_a, real_b, fake_a, fake_b)["identity"]
-        return terms
+    def cycle_distance(self, reconstructed: Tensor, real: Tensor) -> Tensor:
+        if self.hparams.color_blind and self.hparams.stroke_cycle:
+            reconstructed, real = strokes(reconstructed), strokes(real)
+        return super().cycle_distance(reconstructed, real)

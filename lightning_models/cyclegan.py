@@ -45,11 +45,15 @@ class CycleGAN(TranslationModule):
     def history(self, fake_a: Tensor, fake_b: Tensor, rng: torch.Generator) -> tuple[Tensor, Tensor]:
         return self.pool_a.query(fake_a, rng), self.pool_b.query(fake_b, rng)
 
+    def cycle_distance(self, reconstructed: Tensor, real: Tensor) -> Tensor:
+        """How far a round trip lands from its input: the mean absolute difference (CycleGAN's L1)."""
+        return F.l1_loss(reconstructed, real)
+
     def reconstruction_losses(self, real_a: Tensor, real_b: Tensor, fake_a: Tensor, fake_b: Tensor) -> dict:
         h, terms = self.hparams, {}
         if h.cycle_weight:  # skipped when off: two generator passes saved
-            terms["cycle"] = h.cycle_weight * (F.l1_loss(self.generator_ba(fake_b), real_a)
-                                               + F.l1_loss(self.generator_ab(fake_a), real_b))
+            terms["cycle"] = h.cycle_weight * (self.cycle_distance(self.generator_ba(fake_b), real_a)
+                                               + self.cycle_distance(self.generator_ab(fake_a), real_b))
         if h.identity_weight:
             terms["identity"] = h.identity_weight * (F.l1_loss(self.generator_ba(real_a), real_a)
                                                      + F.l1_loss(self.generator_ab(real_b), real_b))

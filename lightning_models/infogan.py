@@ -149,10 +149,10 @@ class InfoGAN(GAN):
     def discriminate(self, x: Tensor, labels: Tensor | None) -> tuple[Tensor, object]:
         if self.hparams.info_weight == 0:
             return self.discriminator(x), None  # the plain GAN: Q is never evaluated
-        # the discriminator step is the one where D's parameters are trainable (toggled_optimizer freezes them
-        # in the generator step, where the term must flow through the body to the generator)
-        discriminator_step = next(self.discriminator.parameters()).requires_grad
-        return self.discriminator.with_codes(x, q_detached=discriminator_step and not self.hparams.info_trains_body)
+        # detached only in the discriminator step, the one where D's parameters are trainable (toggled_optimizer
+        # freezes them in the generator step, where the term must flow through the body to the generator)
+        q_detached = not self.hparams.info_trains_body and next(self.discriminator.parameters()).requires_grad
+        return self.discriminator.with_codes(x, q_detached=q_detached)
 
     def auxiliary_loss(self, aux: object, latent: Tensor, labels: Tensor | None) -> Tensor | None:
         if aux is None:

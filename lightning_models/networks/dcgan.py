@@ -41,6 +41,12 @@ class Generator(nn.Module):
         return self.decoder(z)
 
 
+def batch_spread(h: Tensor) -> Tensor:
+    """The minibatch-std map (S0, S0) of a feature map h (B, C', S0, S0): the mean over channels of each feature's
+    std across the batch (Karras et al. 2018)."""
+    return h.float().std(dim=0, unbiased=False).mean(dim=0).to(h.dtype)
+
+
 class Discriminator(nn.Module):
     """images (B, C, H, W) in [-1, 1] [+ labels (B,)] -> logits (B,).
 
@@ -77,9 +83,7 @@ class Discriminator(nn.Module):
         """Logits (B,) from `features`' map h (B, C', S0, S0); a head sharing the body calls both parts."""
         flat = h.flatten(1)
         if self.minibatch_std:
-            # one (S0, S0) map: the mean over channels of each feature's std across the batch, same for every row
-            std = h.float().std(dim=0, unbiased=False).mean(dim=0).to(h.dtype)  # (S0, S0)
-            flat = torch.cat([flat, std.flatten().expand(h.shape[0], -1)], dim=1)
+            flat = torch.cat([flat, batch_spread(h).flatten().expand(h.shape[0], -1)], dim=1)  # same for every row
         logits = self.head(flat).squeeze(1)
         if self.embed is not None:
             logits = logits + (self.embed(labels) * h.sum(dim=(2, 3))).sum(dim=1)
