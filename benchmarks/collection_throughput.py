@@ -163,13 +163,14 @@ def plain_gan(model, batch, opts, rng):
     loss_d = model.gan_loss.discriminator(real_logits, fake_logits)
     extra = model.auxiliary_loss(aux, z, labels)
     _step(opt_d, loss_d if extra is None else loss_d + extra)
-    for p in model.discriminator.parameters():
+    frozen = [p for group in opt_d.param_groups for p in group["params"]]  # D's optimizer's (InfoGAN's Q head
+    for p in frozen:                                                       # may belong to G's)
         p.requires_grad_(False)
     logits, aux = model.discriminate(fake, labels)
     loss_g = model.gan_loss.generator(logits)
     extra = model.auxiliary_loss(aux, z, labels)
     _step(opt_g, loss_g if extra is None else loss_g + extra)
-    for p in model.discriminator.parameters():
+    for p in frozen:
         p.requires_grad_(True)
     if model.generator_ema is not None:
         model.generator_ema.update_parameters(model.generator)

@@ -19,7 +19,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from lightning_models.base import GenerativeModule
 from lightning_models.losses import get_loss, gradient_penalty
-from lightning_models.networks.conv import Norm
+from lightning_models.networks.conv import Norm, WeightInit, init_weights
 from lightning_models.networks.dcgan import Discriminator, Generator
 
 
@@ -36,6 +36,8 @@ class GAN(GenerativeModule):
         generator_norm: normalisation in the generator ("batch" as in DCGAN).
         discriminator_norm: "spectral" (default), "batch" (the DCGAN of the source reports), "instance", "none".
         minibatch_std: give the discriminator the batch's feature spread (against mode collapse).
+        weight_init: "default" (PyTorch's initialisation) or "dcgan" (weights N(0, 0.02), normalisation scales
+            N(1, 0.02), zero biases: the DCGAN and InfoGAN papers' initialisation), for both networks.
         loss: saturating | non_saturating | lsgan | hinge | wgan_gp.
         gp_weight: weight of the gradient penalty (wgan_gp only).
         n_critic: discriminator steps per generator step.
@@ -63,6 +65,7 @@ class GAN(GenerativeModule):
         generator_norm: Norm = "batch",
         discriminator_norm: Norm = "spectral",
         minibatch_std: bool = False,
+        weight_init: WeightInit = "default",
         loss: str = "non_saturating",
         gp_weight: float = 10.0,
         n_critic: int = 1,
@@ -90,6 +93,8 @@ class GAN(GenerativeModule):
         self.conditional = conditional
         self.num_classes = num_classes
         self.generator, self.discriminator = self.build_networks()
+        for network in (self.generator, self.discriminator):
+            init_weights(network, weight_init)
         self.generator_ema = None
         if ema_decay is not None:
             self.generator_ema = AveragedModel(self.generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay),
@@ -124,10 +129,15 @@ class GAN(GenerativeModule):
         `discriminate`'s auxiliary output and the latent it was made from (None = no such term)."""
         return None
 
+    def optimized_parameters(self) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
+        """(the parameters G's optimizer trains, those D's optimizer trains): the two networks' by default."""
+        return list(self.generator.parameters()), list(self.discriminator.parameters())
+
     def configure_optimizers(self):
         h = self.hparams
-        opt_g = torch.optim.Adam(self.generator.parameters(), lr=h.lr_generator, betas=tuple(h.betas))
-        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=h.lr_discriminator, betas=tuple(h.betas))
+        g_params, d_params = self.optimized_parameters()
+        opt_g = torch.optim.Adam(g_params, lr=h.lr_generator, betas=tuple(h.betas))
+        opt_d = torch.optim.Adam(d_params, lr=h.lr_discriminator, betas=tuple(h.betas))
         return opt_g, opt_d
 
     def sampling_generator(self) -> torch.nn.Module:

@@ -13,7 +13,7 @@ Only `GAN`'s hooks change (networks, latent, discriminate, auxiliary loss); the 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn as nn
@@ -57,6 +57,11 @@ class InfoGAN(GAN):
             head (the paper; true), or only the Q head (false): the body then learns only to tell real from fake,
             and Q has to read the codes from the features the discriminator judges images by. The generator step
             is the same either way (the term reaches the generator through the frozen body).
+        q_optimizer: which optimizer trains the Q head: "discriminator" (the paper; with D's learning rate, on
+            the discriminator step's information term) or "generator" (with G's learning rate, on the generator
+            step's term, as common PyTorch implementations do). With "generator" the Q head is frozen in the
+            discriminator step, whose information term then trains only the body (`info_trains_body: true`) or
+            is not computed (false).
         inception_metrics: `test` also reports FID/KID in Inception features when torchmetrics can load them
             (see README: torch-fidelity and its weights); otherwise one line says why and the rest runs.
         inception_weights: path of torch-fidelity's Inception weights file (null: torch's hub cache).
@@ -75,6 +80,7 @@ class InfoGAN(GAN):
         q_hidden: int = 128,
         fc_width: int = 0,
         info_trains_body: bool = True,
+        q_optimizer: Literal["discriminator", "generator"] = "discriminator",
         inception_metrics: bool = True,
         inception_weights: str | None = None,
         **kwargs: Any,
@@ -93,6 +99,8 @@ class InfoGAN(GAN):
                              f"and {continuous_weight}")
         if fc_width < 0:
             raise ValueError(f"--model.fc_width must be >= 0 (0 = no fully connected layer), got {fc_width}")
+        if q_optimizer not in ("discriminator", "generator"):
+            raise ValueError(f"--model.q_optimizer must be 'discriminator' or 'generator', got {q_optimizer!r}")
         if continuous_std is not None and continuous_std <= 0:
             raise ValueError(f"--model.continuous_std must be > 0 or null, got {continuous_std}")
         self.categorical_codes = tuple(int(k) for k in categorical_codes)
@@ -146,13 +154,26 @@ class InfoGAN(GAN):
     def draw_latent(self, n: int, generator: torch.Generator | None) -> Tensor:
         return self.make_latent(*self.draw_codes(n, generator))
 
+    def optimized_parameters(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        g_params, d_params = super().optimized_parameters()
+        if self.hparams.q_optimizer == "discriminator":
+            return g_params, d_params
+        q_head = list(self.discriminator.q_head.parameters())
+        q_ids = {id(p) for p in q_head}
+        return [*g_params, *q_head], [p for p in d_params if id(p) not in q_ids]
+
     def discriminate(self, x: Tensor, labels: Tensor | None) -> tuple[Tensor, object]:
         if self.hparams.info_weight == 0:
             return self.discriminator(x), None  # the plain GAN: Q is never evaluated
-        # detached only in the discriminator step, the one where D's parameters are trainable (toggled_optimizer
-        # freezes them in the generator step, where the term must flow through the body to the generator)
-        q_detached = not self.hparams.info_trains_body and next(self.discriminator.parameters()).requires_grad
-        return self.discriminator.with_codes(x, q_detached=q_detached)
+        if self.hparams.info_trains_body:
+            return self.discriminator.with_codes(x)
+        # the discriminator step is the one where D's body is trainable (toggled_optimizer freezes it in the
+        # generator step, where the term must flow through the body to the generator and Q)
+        if not next(self.discriminator.parameters()).requires_grad:
+            return self.discriminator.with_codes(x)
+        if self.hparams.q_optimizer == "generator":
+            return self.discriminator(x), None  # nothing the D step trains would learn from the term
+        return self.discriminator.with_codes(x, q_detached=True)
 
     def auxiliary_loss(self, aux: object, latent: Tensor, labels: Tensor | None) -> Tensor | None:
         if aux is None:

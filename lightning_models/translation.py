@@ -17,7 +17,7 @@ from torch import Tensor
 
 from lightning_models.base import TrainingModule
 from lightning_models.losses import get_loss, gradient_penalty
-from lightning_models.networks.conv import Norm
+from lightning_models.networks.conv import Norm, WeightInit, init_weights
 from lightning_models.networks.translation import GeneratorKind, PatchDiscriminator, make_generator
 from lightning_models.translation_eval import TranslationMetrics, sorted_by_label, strips
 
@@ -57,6 +57,8 @@ class TranslationModule(TrainingModule):
         decay_epochs: ... to 0 over this many epochs (0 = constant). The schedulers are stepped at the end of
             each training epoch by the module itself (manual optimization never steps them).
         gradient_clip_val: clip each optimizer's gradient norm to this (None = off), after AMP unscaling.
+        weight_init: "default" (PyTorch's initialisation) or "dcgan" (weights N(0, 0.02), normalisation scales
+            N(1, 0.02), zero biases: the initialisation of the CycleGAN and pix2pix papers), for all networks.
         seed: seed of the training randomness (history pool draws, gradient penalty), with rank and step.
     """
 
@@ -83,6 +85,7 @@ class TranslationModule(TrainingModule):
         decay_start_epoch: int = 100,
         decay_epochs: int = 100,
         gradient_clip_val: float | None = None,
+        weight_init: WeightInit = "default",
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -99,6 +102,8 @@ class TranslationModule(TrainingModule):
         d_in = shape[0] * (2 if self.judges_pairs else 1)
         self.discriminator_a = PatchDiscriminator(d_in, discriminator_width, discriminator_layers, discriminator_norm)
         self.discriminator_b = PatchDiscriminator(d_in, discriminator_width, discriminator_layers, discriminator_norm)
+        for network in (self.generator_ab, self.generator_ba, self.discriminator_a, self.discriminator_b):
+            init_weights(network, weight_init)
         self.metrics = TranslationMetrics()
 
 

@@ -9,11 +9,40 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 import torch.nn as nn
 from torch import Tensor
+from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
 Norm = Literal["batch", "instance", "spectral", "none"]
+WeightInit = Literal["default", "dcgan"]
+
+
+@torch.no_grad()
+def init_weights(module: nn.Module, scheme: WeightInit) -> None:
+    """Re-initialises `module`'s layers: "default" keeps PyTorch's initialisation; "dcgan" draws convolution,
+    linear and embedding weights from N(0, 0.02) and normalisation scales from N(1, 0.02), with zero biases and
+    shifts (Radford et al. 2016, used by DCGAN and InfoGAN). A spectrally normalised layer gets its
+    unnormalised weight drawn."""
+    if scheme == "default":
+        return
+    if scheme != "dcgan":
+        raise ValueError(f"--model.weight_init must be 'default' or 'dcgan', got {scheme!r}")
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
+            normalised = parametrize.is_parametrized(layer, "weight")
+            weight = layer.parametrizations.weight.original if normalised else layer.weight
+            weight.normal_(0.0, 0.02)
+            if normalised:  # re-estimate the largest singular value of the new weight (15 iterations, as at wrapping)
+                sn = layer.parametrizations.weight[0]
+                sn._power_method(sn._reshape_weight_to_matrix(weight), 15)
+        elif isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d, nn.InstanceNorm2d)) and layer.affine:
+            layer.weight.normal_(1.0, 0.02)
+        else:
+            continue
+        if getattr(layer, "bias", None) is not None:
+            layer.bias.zero_()
 
 
 def spatial_plan(size: int) -> tuple[int, int]:

@@ -139,6 +139,37 @@ def test_invalid_options_are_rejected():
         tiny_gan(ema_decay=1.5)
     with pytest.raises(ValueError, match="image size 30"):
         tiny_gan(image_shape=(1, 30, 30))
+    with pytest.raises(ValueError, match="--model.weight_init must be 'default' or 'dcgan', got 'xavier'"):
+        tiny_gan(weight_init="xavier")
+
+
+@pytest.mark.parametrize("norm", ["batch", "spectral"])
+def test_dcgan_weight_init(norm):
+    torch.manual_seed(0)
+    default = tiny_gan(discriminator_norm=norm, generator_width=32, discriminator_width=32)
+    torch.manual_seed(0)
+    dcgan = tiny_gan(discriminator_norm=norm, generator_width=32, discriminator_width=32, weight_init="dcgan")
+    # "default" is PyTorch's own initialisation: the same seed builds the same networks as before the option
+    torch.manual_seed(0)
+    torch.testing.assert_close(default.state_dict(), tiny_gan(discriminator_norm=norm, generator_width=32,
+                                                              discriminator_width=32).state_dict())
+    for network in (dcgan.generator, dcgan.discriminator):
+        for layer in network.modules():
+            if isinstance(layer, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)):
+                weight = (layer.parametrizations.weight.original if norm == "spectral" and network is
+                          dcgan.discriminator else layer.weight)
+                assert abs(weight.std().item() - 0.02) < 0.004, layer
+                assert layer.bias is None or not layer.bias.any()
+            if isinstance(layer, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                assert abs(layer.weight.mean().item() - 1) < 0.02 and 0 < layer.weight.std() < 0.04
+                assert not layer.bias.any()
+    first = dcgan.discriminator.body.layers[0]
+    if norm == "spectral":
+        # the power iteration was redone for the new weight: the normalised weight has spectral norm 1
+        first.eval()
+        sigma = torch.linalg.matrix_norm(first.weight.detach().flatten(1), ord=2)
+        assert abs(sigma.item() - 1) < 0.05
+    assert (first.weight - default.discriminator.body.layers[0].weight).abs().max() > 0.01
 
 
 @pytest.mark.parametrize("precision", ["32-true", "16-mixed"])

@@ -133,6 +133,37 @@ def test_info_trains_body_false_detaches_exactly_in_the_discriminator_steps_of_t
     assert seen == [True, True, False] * 2
 
 
+def test_q_optimizer_generator_trains_the_q_head_in_the_generator_step(mnist_dir):
+    """q_optimizer "generator": G's optimizer (and lr) holds the Q head, D's the rest of the discriminator. Under
+    Trainer.fit, Q is evaluated with trainable Q parameters only in the generator step (D's body frozen); in
+    the discriminator step the Q head is frozen, and the term is computed there only to train the body
+    (info_trains_body true)."""
+    with pytest.raises(ValueError, match="--model.q_optimizer must be 'discriminator' or 'generator'"):
+        tiny_infogan(q_optimizer="both")
+    for trains_body in (False, True):
+        model = tiny_infogan(q_optimizer="generator", info_trains_body=trains_body, lr_generator=1e-3)
+        opt_g, opt_d = model.configure_optimizers()
+        q_ids = {id(p) for p in model.discriminator.q_head.parameters()}
+        g_ids = {id(p) for group in opt_g.param_groups for p in group["params"]}
+        d_ids = {id(p) for group in opt_d.param_groups for p in group["params"]}
+        assert g_ids == q_ids | {id(p) for p in model.generator.parameters()} and opt_g.defaults["lr"] == 1e-3
+        assert d_ids == {id(p) for p in model.discriminator.parameters()} - q_ids
+        seen, with_codes = [], model.discriminator.with_codes
+        body, q_head = next(model.discriminator.body.parameters()), next(model.discriminator.q_head.parameters())
+
+        def spy(x, q_detached=False):
+            seen.append((q_detached, body.requires_grad, q_head.requires_grad))
+            return with_codes(x, q_detached)
+
+        model.discriminator.with_codes = spy
+        q_before = [p.detach().clone() for p in model.discriminator.q_head.parameters()]
+        trainer = fit(model, mnist_dir, max_steps=4)  # 2 batches
+        d_step = [(False, True, False)] * 2 if trains_body else []  # real and fake passes, Q head frozen
+        assert seen == (d_step + [(False, False, True)]) * 2
+        assert ("train/loss_aux_d" in trainer.callback_metrics) == trains_body
+        assert any(not torch.equal(a, b) for a, b in zip(q_before, model.discriminator.q_head.parameters()))
+
+
 def test_info_weight_zero_trains_exactly_as_the_plain_gan(mnist_dir):
     info = tiny_infogan(info_weight=0)
     plain = GAN(image_shape=(1, 28, 28), num_classes=10, latent_dim=info.code_dim + 4, generator_width=8,

@@ -105,6 +105,23 @@ def test_unknown_loss_and_generator_name_the_option():
         tiny(Pix2Pix, generator="vit")
     with pytest.raises(ValueError, match="--model.downsamplings"):
         tiny(CycleGAN, image_shape=(3, 30, 30))
+    with pytest.raises(ValueError, match="--model.weight_init must be 'default' or 'dcgan'"):
+        tiny(CycleGAN, weight_init="orthogonal")
+
+
+@pytest.mark.parametrize("cls", [CycleGAN, Pix2Pix])
+def test_dcgan_weight_init_reaches_all_four_networks(cls):
+    torch.manual_seed(0)
+    model = tiny(cls, generator_width=16, discriminator_width=16, weight_init="dcgan")
+    for name in ("generator_ab", "generator_ba", "discriminator_a", "discriminator_b"):
+        convs = [m for m in getattr(model, name).modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+        norms = [m for m in getattr(model, name).modules() if isinstance(m, torch.nn.InstanceNorm2d) and m.affine]
+        assert convs and norms, name
+        weights = torch.cat([m.weight.flatten() for m in convs])
+        assert abs(weights.std().item() - 0.02) < 0.003, name
+        assert all(m.bias is None or not m.bias.any() for m in convs)
+        scales = torch.cat([m.weight for m in norms])
+        assert abs(scales.mean().item() - 1) < 0.02 and all(not m.bias.any() for m in norms)
 
 
 def test_wgan_gp_loss_trains(mnist_dir):
