@@ -18,14 +18,14 @@ from typing import Any, Literal
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from pytorch_lightning.utilities import rank_zero_warn
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 from torchmetrics.aggregation import MeanMetric
 
 from lightning_models.evaluation import ClassHistogram, SampleEvaluator
 from lightning_models.gan import GAN
 from lightning_models.inception_metrics import make_inception_metrics
-from lightning_models.infogan_eval import cluster_accuracy, code_traversal
+from lightning_models.infogan_eval import cluster_accuracy, cluster_table, code_traversal
 from lightning_models.networks.infogan import InfoDiscriminator, InfoGenerator
 
 TRAVERSAL_RANGE = 2.0  # continuous traversals span [-2, 2]: past the training range [-1, 1], as in the paper
@@ -317,6 +317,8 @@ class InfoGAN(GAN):
                 accuracy = cluster_accuracy(confusion)
                 scores["class_accuracy"] = accuracy["one_to_one"]
                 scores["class_accuracy_majority"] = accuracy["majority"]
+                rank_zero_info(f"InfoGAN code {self.class_code} on the labelled test images:\n"
+                               + cluster_table(confusion, "category", "label"))
         for extra in (self.evaluator, self.inception):
             if extra is not None:
                 scores.update(extra.compute())

@@ -2,6 +2,7 @@
 plain GAN, the code API, traversal grids, code/class accuracy metrics and the offline Inception path."""
 
 import glob
+import logging
 import os
 import urllib.error
 import warnings
@@ -12,7 +13,7 @@ import torch.nn as nn
 
 import lightning_models.inception_metrics as inception_metrics
 from lightning_models import GAN, InfoGAN
-from lightning_models.infogan_eval import cluster_accuracy, code_traversal
+from lightning_models.infogan_eval import cluster_accuracy, cluster_table, code_traversal, greedy_assignment
 from tests.helpers import REPO, last_checkpoint, run_cli, tiny_args
 from tests.lightning_models.test_gan import fit
 
@@ -267,6 +268,21 @@ def test_cluster_accuracy_on_constructed_confusions():
     assert scores["majority"] == pytest.approx(14 / 20) and scores["one_to_one"] == pytest.approx(12 / 20)
     more_clusters = torch.tensor([[5, 0], [0, 5], [3, 0]])  # the third cluster gets no class of its own
     assert cluster_accuracy(more_clusters)["one_to_one"] == pytest.approx(10 / 13)
+    assert greedy_assignment(permuted).tolist() == [1, 2, 0]
+    assert greedy_assignment(mixed).tolist() == [0, 1] and greedy_assignment(more_clusters).tolist() == [0, 1, -1]
+
+
+def test_cluster_table_shows_counts_sizes_and_the_mapping():
+    merged = torch.tensor([[40, 0, 0], [0, 30, 25], [0, 5, 0]])  # classes 1 and 2 merged in cluster 1
+    lines = cluster_table(merged, "category", "label").splitlines()
+    assert lines[0].startswith("label counts per category") and set(lines[2]) == {"-"}
+    rows = {int(line.split("|")[0]): line.split("|") for line in lines[3:]}
+    assert sorted(rows) == [0, 1, 2]
+    assert [int(v) for v in rows[1][1].split()] == [0, 30, 25]
+    assert rows[0][2].split() == ["40", "->", "0", "(1.00)"]
+    assert rows[1][2].split() == ["55", "->", "1", "(0.55)"]
+    assert rows[2][2].split() == ["5", "->", "2", "(0.00)"]  # the class left for it: none of its images
+    assert cluster_table(torch.tensor([[3, 0], [0, 2], [1, 0]])).splitlines()[-1].split("|")[2].split() == ["1", "->", "-"]
 
 
 def test_code_and_class_accuracy_on_a_constructed_case():
@@ -334,8 +350,19 @@ def test_cli_logs_traversals_and_tests_offline(mnist_dir, tmp_path, monkeypatch)
     written = {os.path.basename(p) for p in glob.glob(os.path.join(root, "*", "samples", "*.png"))}
     for name in ("traversal_categorical_0", "traversal_continuous_0", "traversal_continuous_1"):
         assert {f"{name}_step_0000002.png", f"{name}_step_0000004.png"} <= written  # after batch 1, at the end
-    with pytest.warns(UserWarning, match="test/fid_inception and test/kid_inception skipped") as warned:
-        metrics = run_cli("test", [*args, "--ckpt_path", "last"]).trainer.callback_metrics
+    shown = []  # the category x label table, through Lightning's rank-zero log
+    handler = logging.Handler()
+    handler.emit = lambda record: shown.append(record.getMessage())
+    rank_zero_log = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    rank_zero_log.addHandler(handler)
+    try:
+        with pytest.warns(UserWarning, match="test/fid_inception and test/kid_inception skipped") as warned:
+            metrics = run_cli("test", [*args, "--ckpt_path", "last"]).trainer.callback_metrics
+    finally:
+        rank_zero_log.removeHandler(handler)
+    table = next(m for m in shown if m.startswith("InfoGAN code 0 on the labelled test images"))
+    counted = sum(int(line.split("|")[2].split()[0]) for line in table.splitlines()[4:])
+    assert len(table.splitlines()) == 4 + 10 and counted > 0  # one row per category, every test image counted
     message = next(str(w.message) for w in warned if "fid_inception" in str(w.message))
     assert "torch-fidelity" in message and "\n" not in message
     assert {"test/code_accuracy_0", "test/code_mae_0", "test/code_mae_1", "test/class_accuracy",
