@@ -3,6 +3,8 @@
     python benchmarks/infogan_benchmark.py [--batches 1500] [--max-minutes 12] [--info-weight 1.0] [--tag T]
                                            [--extra=--model.X --extra=Y] [--resume] [--work benchmarks/_work]
     python benchmarks/infogan_benchmark.py --table
+    python benchmarks/infogan_benchmark.py --batches 6000 --keep-every 500 [--tag T ...]   # then:
+    python benchmarks/infogan_benchmark.py --batches 6000 --score-kept [--tag T ...]
 
 Trains configs/infogan_mnist.yaml through `cli.py fit` for `--batches` batches (2 optimizer steps each) or
 `--max-minutes` of wall time, whichever ends first, then runs `cli.py test`: test/class_accuracy (Q's category on
@@ -11,13 +13,20 @@ test/class_accuracy_majority, Q's code recovery on 10,000 samples, and the class
 (benchmarks/_work/classifier_mnist, trained by gan_quality.py). `--info-weight 0` is the plain GAN with the same
 latent, the control. Data (offline): the MNIST split of make_mnist_split.py (8,000 train, 500 of them validation;
 2,000 test). Results are appended to <work>/infogan.jsonl and printed as a Markdown table.
+
+`--keep-every B` also keeps the weights every B batches (`<run root>/kept/step=<2B k>.ckpt`, a second
+`ModelCheckpoint` with `save_top_k -1`; resumed runs keep adding to it), and `--score-kept` scores each kept
+checkpoint of the run with the same options through `cli.py test`, appending rows (with `batches`) to
+<work>/infogan_snapshots.jsonl: the class accuracy along training.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
+import re
 import sys
 import time
 
@@ -32,15 +41,50 @@ COLUMNS = ["batches_trained", "train_seconds", "class_accuracy", "class_accuracy
            "code_mae_0", "code_mae_1", "fid_classifier", "class_coverage", "classifier_confidence"]
 
 
+def run_name(args) -> str:
+    return f"infogan_mnist_w{args.info_weight:g}_{args.batches}{args.tag and '_' + args.tag}"
+
+
+def common_args(args, data: str, root: str) -> list[str]:
+    """The `cli.py` options of this run, for fit and test alike."""
+    return ["--config", os.path.join(REPO, "configs", "infogan_mnist.yaml"), *data_args("mnist", data),
+            "--trainer.default_root_dir", root, "--model.info_weight", str(args.info_weight), *QUIET, *args.extra]
+
+
+def keep_args(root: str, every: int) -> list[str]:
+    """A second checkpoint callback that keeps the weights every `every` batches (2 optimizer steps each)."""
+    return ["--trainer.callbacks+=pytorch_lightning.callbacks.ModelCheckpoint",
+            "--trainer.callbacks.dirpath", os.path.join(root, "kept"), "--trainer.callbacks.filename", "{step}",
+            "--trainer.callbacks.every_n_train_steps", str(2 * every), "--trainer.callbacks.save_top_k", "-1"]
+
+
+def score_kept(args, data: str, classifier_root: str) -> list[dict]:
+    """`cli.py test` of every kept checkpoint of the run, in training order."""
+    name = run_name(args)
+    root = os.path.join(args.work, name)
+    kept = glob.glob(os.path.join(root, "kept", "*.ckpt"))
+    if not kept:
+        raise SystemExit(f"no kept checkpoints in {os.path.join(root, 'kept')}: train with --keep-every first")
+    rows = []
+    for path in sorted(kept, key=lambda p: int(re.search(r"step=(\d+)", p).group(1))):
+        metrics = run("test", [*common_args(args, data, os.path.join(args.work, "scoring")), "--ckpt_path", path,
+                               "--model.classifier_path", classifier_root])
+        step = int(re.search(r"step=(\d+)", path).group(1))
+        rows.append({"run": name, "checkpoint": os.path.relpath(path, args.work), "batches": step // 2,
+                     **{k[5:]: round(float(v), 4) for k, v in metrics.items()}})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def train_and_test(args, data: str, classifier_root: str) -> dict:
-    name = f"infogan_mnist_w{args.info_weight:g}_{args.batches}{args.tag and '_' + args.tag}"
-    common = ["--config", os.path.join(REPO, "configs", "infogan_mnist.yaml"), *data_args("mnist", data),
-              "--trainer.default_root_dir", os.path.join(args.work, name), "--model.info_weight",
-              str(args.info_weight), *QUIET, *args.extra]
+    name = run_name(args)
+    root = os.path.join(args.work, name)
+    common = common_args(args, data, root)
     start = time.time()
     resume = ["--ckpt_path", "last"] if args.resume else []
+    keep = keep_args(root, args.keep_every) if args.keep_every else []
     fit = GenerativeCLI(args=["fit", *common, "--trainer.max_steps", str(2 * args.batches), "--trainer.max_epochs",
-                              "-1", "--trainer.max_time", f"00:00:{args.max_minutes:02d}:00", *resume])
+                              "-1", "--trainer.max_time", f"00:00:{args.max_minutes:02d}:00", *keep, *resume])
     seconds = time.time() - start
     metrics = run("test", [*common, "--ckpt_path", "last", "--model.classifier_path", classifier_root])
     return {"run": name + (" (resumed)" if args.resume else ""), "info_weight": args.info_weight, "extra": " ".join(args.extra),
@@ -72,8 +116,18 @@ def main(argv=None) -> None:
     parser.add_argument("--tag", default="", help="names runs with --extra options apart")
     parser.add_argument("--work", default=os.path.join(REPO, "benchmarks", "_work"))
     parser.add_argument("--table", action="store_true", help="only print the table of what is measured")
+    parser.add_argument("--keep-every", type=int, default=0, metavar="B",
+                        help="also keep the weights every B batches in <run root>/kept (for --score-kept)")
+    parser.add_argument("--score-kept", action="store_true", help="score the kept checkpoints of the run with "
+                        "these options (no training); rows go to <work>/infogan_snapshots.jsonl")
     args = parser.parse_args(argv)
     results = os.path.join(args.work, "infogan.jsonl")
+    if args.score_kept:
+        data = prepare_data(args.work)
+        rows = score_kept(args, data, classifier("mnist", data, args.work, lambda r: None))
+        with open(os.path.join(args.work, "infogan_snapshots.jsonl"), "a") as f:
+            f.writelines(json.dumps(row) + "\n" for row in rows)
+        return
     if not args.table:
         data = prepare_data(args.work)
         row = train_and_test(args, data, classifier("mnist", data, args.work, lambda r: None))
