@@ -58,20 +58,25 @@ def keep_args(root: str, every: int) -> list[str]:
             "--trainer.callbacks.every_n_train_steps", str(2 * every), "--trainer.callbacks.save_top_k", "-1"]
 
 
+def test_scores(common: list[str], checkpoint: str, classifier_root: str) -> dict:
+    """`cli.py test` of `checkpoint` with the run's options: its test/ metrics, without the prefix."""
+    metrics = run("test", [*common, "--ckpt_path", checkpoint, "--model.classifier_path", classifier_root])
+    return {k[5:]: round(float(v), 4) for k, v in metrics.items()}
+
+
 def score_kept(args, data: str, classifier_root: str) -> list[dict]:
     """`cli.py test` of every kept checkpoint of the run, in training order."""
     name = run_name(args)
-    root = os.path.join(args.work, name)
-    kept = glob.glob(os.path.join(root, "kept", "*.ckpt"))
+    folder = os.path.join(args.work, name, "kept")
+    kept = sorted((int(re.search(r"step=(\d+)", path).group(1)), path)
+                  for path in glob.glob(os.path.join(folder, "*.ckpt")))
     if not kept:
-        raise SystemExit(f"no kept checkpoints in {os.path.join(root, 'kept')}: train with --keep-every first")
+        raise SystemExit(f"no kept checkpoints in {folder}: train with --keep-every first")
+    common = common_args(args, data, os.path.join(args.work, "scoring"))
     rows = []
-    for path in sorted(kept, key=lambda p: int(re.search(r"step=(\d+)", p).group(1))):
-        metrics = run("test", [*common_args(args, data, os.path.join(args.work, "scoring")), "--ckpt_path", path,
-                               "--model.classifier_path", classifier_root])
-        step = int(re.search(r"step=(\d+)", path).group(1))
+    for step, path in kept:
         rows.append({"run": name, "checkpoint": os.path.relpath(path, args.work), "batches": step // 2,
-                     **{k[5:]: round(float(v), 4) for k, v in metrics.items()}})
+                     **test_scores(common, path, classifier_root)})
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -86,10 +91,9 @@ def train_and_test(args, data: str, classifier_root: str) -> dict:
     fit = GenerativeCLI(args=["fit", *common, "--trainer.max_steps", str(2 * args.batches), "--trainer.max_epochs",
                               "-1", "--trainer.max_time", f"00:00:{args.max_minutes:02d}:00", *keep, *resume])
     seconds = time.time() - start
-    metrics = run("test", [*common, "--ckpt_path", "last", "--model.classifier_path", classifier_root])
     return {"run": name + (" (resumed)" if args.resume else ""), "info_weight": args.info_weight, "extra": " ".join(args.extra),
             "batches_trained": fit.trainer.global_step // 2, "train_seconds": round(seconds, 1),
-            **{k[5:]: round(float(v), 4) for k, v in metrics.items()}}
+            **test_scores(common, "last", classifier_root)}
 
 
 def table(results: str) -> str:
@@ -122,18 +126,20 @@ def main(argv=None) -> None:
                         "these options (no training); rows go to <work>/infogan_snapshots.jsonl")
     args = parser.parse_args(argv)
     results = os.path.join(args.work, "infogan.jsonl")
+    if args.table:
+        print(table(results))
+        return
+    data = prepare_data(args.work)
+    classifier_root = classifier("mnist", data, args.work, lambda r: None)
     if args.score_kept:
-        data = prepare_data(args.work)
-        rows = score_kept(args, data, classifier("mnist", data, args.work, lambda r: None))
+        rows = score_kept(args, data, classifier_root)
         with open(os.path.join(args.work, "infogan_snapshots.jsonl"), "a") as f:
             f.writelines(json.dumps(row) + "\n" for row in rows)
         return
-    if not args.table:
-        data = prepare_data(args.work)
-        row = train_and_test(args, data, classifier("mnist", data, args.work, lambda r: None))
-        print(json.dumps(row), flush=True)
-        with open(results, "a") as f:
-            f.write(json.dumps(row) + "\n")
+    row = train_and_test(args, data, classifier_root)
+    print(json.dumps(row), flush=True)
+    with open(results, "a") as f:
+        f.write(json.dumps(row) + "\n")
     print(table(results))
 
 

@@ -357,12 +357,14 @@ def test_cli_logs_traversals_and_tests_offline(mnist_dir, tmp_path, monkeypatch)
     rank_zero_log.addHandler(handler)
     try:
         with pytest.warns(UserWarning, match="test/fid_inception and test/kid_inception skipped") as warned:
-            metrics = run_cli("test", [*args, "--ckpt_path", "last"]).trainer.callback_metrics
+            tested = run_cli("test", [*args, "--ckpt_path", "last"])
     finally:
         rank_zero_log.removeHandler(handler)
+    metrics = tested.trainer.callback_metrics
     table = next(m for m in shown if m.startswith("InfoGAN code 0 on the labelled test images"))
     counted = sum(int(line.split("|")[2].split()[0]) for line in table.splitlines()[4:])
-    assert len(table.splitlines()) == 4 + 10 and counted > 0  # one row per category, every test image counted
+    test_images = sum(len(batch["label"]) for batch in tested.datamodule.test_dataloader())
+    assert len(table.splitlines()) == 4 + 10 and counted == test_images > 0  # a row per category, every image
     message = next(str(w.message) for w in warned if "fid_inception" in str(w.message))
     assert "torch-fidelity" in message and "\n" not in message
     assert {"test/code_accuracy_0", "test/code_mae_0", "test/code_mae_1", "test/class_accuracy",
