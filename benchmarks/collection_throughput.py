@@ -151,26 +151,44 @@ def plain_autoencoder(model, batch, opts, rng):
     _step(opts[0], model.reconstruction_loss(model.corrupt(batch["image"]), batch["image"]))
 
 
+def _plus(loss, *terms):
+    """`loss` plus the terms that are not None."""
+    return sum((t for t in terms if t is not None), loss)
+
+
+def _discriminator_params_of(opt_g, model) -> list:
+    """The discriminator's parameters in G's optimizer (InfoGAN's Q head with q_optimizer generator; none for the
+    other GANs), found once per optimizer: the plain loop freezes them in the D step, as toggling does."""
+    if not hasattr(opt_g, "_plain_d_params"):
+        in_d = {id(p) for p in model.discriminator.parameters()}
+        opt_g._plain_d_params = [p for group in opt_g.param_groups for p in group["params"] if id(p) in in_d]
+    return opt_g._plain_d_params
+
+
 def plain_gan(model, batch, opts, rng):
     """Every GAN of the collection (DCGAN, cGAN, latent GANs, InfoGAN) through the module's hooks: what it
-    discriminates, the latent it draws, its discriminator pass and its auxiliary (InfoGAN) term."""
+    discriminates, the latent it draws, its discriminator pass and its auxiliary and real-batch (InfoGAN)
+    terms."""
     opt_g, opt_d = opts
+    d_params = [p for group in opt_d.param_groups for p in group["params"]]
+    q_in_g = _discriminator_params_of(opt_g, model)
     real, labels = model.real_inputs(batch)
     z = model.draw_latent(len(real), rng)
     fake = model.generator(z, labels)
+    for p in q_in_g:
+        p.requires_grad_(False)
     real_logits, _ = model.discriminate(real, labels)
     fake_logits, aux = model.discriminate(fake.detach(), labels)
     loss_d = model.gan_loss.discriminator(real_logits, fake_logits)
-    extra = model.auxiliary_loss(aux, z, labels)
-    _step(opt_d, loss_d if extra is None else loss_d + extra)
-    frozen = [p for group in opt_d.param_groups for p in group["params"]]  # D's optimizer's (InfoGAN's Q head
-    for p in frozen:                                                       # may belong to G's)
+    _step(opt_d, _plus(loss_d, model.auxiliary_loss(aux, z, labels), model.real_loss(real, labels)))
+    for p in q_in_g:
+        p.requires_grad_(True)
+    for p in d_params:
         p.requires_grad_(False)
     logits, aux = model.discriminate(fake, labels)
     loss_g = model.gan_loss.generator(logits)
-    extra = model.auxiliary_loss(aux, z, labels)
-    _step(opt_g, loss_g if extra is None else loss_g + extra)
-    for p in frozen:
+    _step(opt_g, _plus(loss_g, model.auxiliary_loss(aux, z, labels), model.real_loss(real, labels)))
+    for p in d_params:
         p.requires_grad_(True)
     if model.generator_ema is not None:
         model.generator_ema.update_parameters(model.generator)

@@ -8,6 +8,7 @@ their training scheme; everything here is what truly every subclass uses.
 from __future__ import annotations
 
 import math
+import zlib
 from contextlib import contextmanager
 from typing import Any, Collection, Iterator, Mapping
 
@@ -57,16 +58,21 @@ class TrainingModule(pl.LightningModule):
                 self.train()
 
     # --- reproducible noise -----------------------------------------------------------------------------------
-    def noise_generator(self, seed: int) -> torch.Generator:
+    def noise_generator(self, seed: int, stream: str = "noise") -> torch.Generator:
         """A generator on this device seeded from (seed, rank, global_step).
 
         The training noise is a pure function of the step, so a resumed run draws exactly what the uninterrupted
-        one drew, and DDP ranks draw different noise, with no RNG state to save in checkpoints.
-        """
-        gen = getattr(self, "_noise_gen", None)
+        one drew, and DDP ranks draw different noise, with no RNG state to save in checkpoints. Each `stream`
+        is its own generator object, so drawing from one (e.g. augmentation) in the middle of a step does not
+        re-seed another (the step's latents)."""
+        generators = self.__dict__.setdefault("_noise_generators", {})
+        gen = generators.get(stream)
         if gen is None or gen.device != self.device:
-            gen = self._noise_gen = torch.Generator(device=self.device)
-        gen.manual_seed(self._step_seed(seed))
+            gen = generators[stream] = torch.Generator(device=self.device)
+        step_seed = self._step_seed(seed)
+        if stream != "noise":  # other streams draw other numbers (the "noise" seed is the one runs were made with)
+            step_seed = (step_seed + zlib.crc32(stream.encode()) * 7_919) % 2**63
+        gen.manual_seed(step_seed)
         return gen
 
     def _step_seed(self, seed: int) -> int:

@@ -8,7 +8,8 @@ means the same.
 Other adversarial models of the collection (latent-space GANs, InfoGAN) subclass `GAN` and change only its
 hooks, never the step: `build_networks` (which generator / discriminator), `real_inputs` (what D sees as real),
 `draw_latent` (the generator's input), `discriminate` (D's logits plus any auxiliary output, e.g. a Q head) and
-`auxiliary_loss` (a term added to both the D and the G loss, e.g. InfoGAN's mutual information).
+`auxiliary_loss` (a term added to both the D and the G loss, e.g. InfoGAN's mutual information) and `real_loss`
+(a term on the real batch, e.g. InfoGAN's consistency of Q's categories under warps).
 """
 
 from __future__ import annotations
@@ -129,6 +130,12 @@ class GAN(GenerativeModule):
         `discriminate`'s auxiliary output and the latent it was made from (None = no such term)."""
         return None
 
+    def real_loss(self, real: Tensor, labels: Tensor | None) -> Tensor | None:
+        """A term on the real batch (as `real_inputs` gives it), added to the loss of both steps; it trains what
+        the step's optimizer holds, so a subclass returns None in the step whose parameters it must not train
+        (e.g. InfoGAN's consistency term, in the step that trains the Q head). None = no such term."""
+        return None
+
     def optimized_parameters(self) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
         """(the parameters G's optimizer trains, those D's optimizer trains): the two networks' by default."""
         return list(self.generator.parameters()), list(self.discriminator.parameters())
@@ -170,6 +177,10 @@ class GAN(GenerativeModule):
                 if aux_d is not None:
                     loss_d = loss_d + aux_d
                     logs["train/loss_aux_d"] = aux_d.detach()
+                real_d = self.real_loss(real, labels)
+                if real_d is not None:
+                    loss_d = loss_d + real_d
+                    logs["train/loss_real_d"] = real_d.detach()
                 self.check_finite(discriminator_loss=loss_d)
                 self.manual_backward(loss_d)
                 opt_d.step()
@@ -182,6 +193,10 @@ class GAN(GenerativeModule):
             if aux_g is not None:
                 loss_g = loss_g + aux_g
                 logs["train/loss_aux_g"] = aux_g.detach()
+            real_g = self.real_loss(real, labels)
+            if real_g is not None:
+                loss_g = loss_g + real_g
+                logs["train/loss_real_g"] = real_g.detach()
             self.check_finite(generator_loss=loss_g)
             self.manual_backward(loss_g)
             opt_g.step()

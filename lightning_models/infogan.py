@@ -7,7 +7,8 @@ with a "half discrete, half continuous" latent, whose discrete half stayed meani
 Latent layout (B, L): [one-hot of categorical code 0, one-hot of code 1, ..., continuous codes, free noise].
 Categorical codes are uniform over their categories, continuous codes uniform in [-1, 1], noise N(0, I).
 
-Only `GAN`'s hooks change (networks, latent, discriminate, auxiliary loss); the training step is `GAN`'s.
+Only `GAN`'s hooks change (networks, latent, discriminate, auxiliary loss, and the real-batch loss of the
+optional consistency term); the training step is `GAN`'s.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 from torchmetrics.aggregation import MeanMetric
 
+from lightning_models.augment import random_affine
 from lightning_models.evaluation import ClassHistogram, SampleEvaluator
 from lightning_models.gan import GAN
 from lightning_models.inception_metrics import make_inception_metrics
 from lightning_models.infogan_eval import cluster_accuracy, cluster_table, code_traversal
+from lightning_models.losses import invariant_information_loss
 from lightning_models.networks.infogan import InfoDiscriminator, InfoGenerator
 
 TRAVERSAL_RANGE = 2.0  # continuous traversals span [-2, 2]: past the training range [-1, 1], as in the paper
@@ -62,6 +65,16 @@ class InfoGAN(GAN):
             step's term, as common PyTorch implementations do). With "generator" the Q head is frozen in the
             discriminator step, whose information term then trains only the body (`info_trains_body: true`) or
             is not computed (false).
+        consistency_weight: weight of a consistency term on real images (0 = off, the paper's model): minus the
+            mutual information between Q's category of each real training image and of a randomly warped copy
+            (`consistency_warp`), the IIC loss of Ji et al. 2019, per categorical code. A small rotation, zoom or
+            shift changes a digit's style, not its class; InfoGAN's objective alone does not tell the two apart
+            (some seeds split a class by style and merge two others), this term asks Q for categories the warps
+            do not change, used equally often. It trains the Q head (and the body with `info_trains_body`) in
+            the step of the optimizer that holds Q (`q_optimizer`), and reaches the generator through the
+            information term. Needs a categorical code and `info_weight` > 0.
+        consistency_warp: (max rotation in degrees, max relative zoom, max shift as a fraction of the half-width)
+            of the warps of `consistency_weight`; one draw per image and step.
         inception_metrics: `test` also reports FID/KID in Inception features when torchmetrics can load them
             (see README: torch-fidelity and its weights); otherwise one line says why and the rest runs.
         inception_weights: path of torch-fidelity's Inception weights file (null: torch's hub cache).
@@ -81,6 +94,8 @@ class InfoGAN(GAN):
         fc_width: int = 0,
         info_trains_body: bool = True,
         q_optimizer: Literal["discriminator", "generator"] = "discriminator",
+        consistency_weight: float = 0.0,
+        consistency_warp: tuple[float, float, float] = (15.0, 0.15, 0.1),
         inception_metrics: bool = True,
         inception_weights: str | None = None,
         **kwargs: Any,
@@ -101,6 +116,12 @@ class InfoGAN(GAN):
             raise ValueError(f"--model.fc_width must be >= 0 (0 = no fully connected layer), got {fc_width}")
         if q_optimizer not in ("discriminator", "generator"):
             raise ValueError(f"--model.q_optimizer must be 'discriminator' or 'generator', got {q_optimizer!r}")
+        if consistency_weight < 0 or len(consistency_warp) != 3 or min(consistency_warp) < 0 \
+                or consistency_warp[1] >= 1:
+            raise ValueError(f"--model.consistency_weight must be >= 0 and --model.consistency_warp three numbers >= 0 "
+                             f"(degrees, zoom < 1, shift), got {consistency_weight} and {list(consistency_warp)}")
+        if consistency_weight and not categorical_codes:
+            raise ValueError("--model.consistency_weight needs a categorical code (--model.categorical_codes)")
         if continuous_std is not None and continuous_std <= 0:
             raise ValueError(f"--model.continuous_std must be > 0 or null, got {continuous_std}")
         self.categorical_codes = tuple(int(k) for k in categorical_codes)
@@ -179,6 +200,21 @@ class InfoGAN(GAN):
         if aux is None:
             return None
         return self.hparams.info_weight * self.information_loss(aux, latent)
+
+    def real_loss(self, real: Tensor, labels: Tensor | None) -> Tensor | None:
+        """`consistency_weight` x the IIC loss of Q's categories on the real batch and a warped copy, in the step
+        whose optimizer trains the Q head; None in the other step, or when the term is off."""
+        h = self.hparams
+        if not h.consistency_weight or not h.info_weight or not self._q_head_trains():
+            return None
+        warped = random_affine(real, self.noise_generator(h.seed, "warp"), *h.consistency_warp, background=-1.0)
+        logits = self.discriminator.with_codes(torch.cat([real, warped]), q_detached=not h.info_trains_body)[1][0]
+        loss = sum(invariant_information_loss(*code.float().softmax(dim=1).chunk(2)) for code in logits)
+        return h.consistency_weight * loss
+
+    def _q_head_trains(self) -> bool:
+        # toggled_optimizer leaves only the stepping optimizer's parameters trainable
+        return next(self.discriminator.q_head.parameters()).requires_grad
 
     def information_loss(self, q_output: tuple[list[Tensor], Tensor, Tensor | None], latent: Tensor) -> Tensor:
         """Negative variational lower bound of I(codes; G(latent)) (up to the codes' constant entropy), per

@@ -2,7 +2,8 @@
 
 Each entry gives the discriminator's loss on real and fake logits and the generator's loss on fake logits
 (logits are raw discriminator outputs, any shape, averaged over the batch). `wgan_gp` adds a gradient penalty,
-computed by `gradient_penalty` because it needs the discriminator itself.
+computed by `gradient_penalty` because it needs the discriminator itself. `invariant_information_loss` is the
+clustering loss of InfoGAN's consistency term (not an adversarial objective, so not in the table).
 """
 
 from __future__ import annotations
@@ -84,3 +85,14 @@ def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Ten
     mixed = (eps * real + (1 - eps) * fake.detach()).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(mixed).sum(), mixed, create_graph=True)
     return (grad.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
+
+
+def invariant_information_loss(p: Tensor, q: Tensor) -> Tensor:
+    """Minus the mutual information I(c; c') of two categorical predictions of the same images, p and q (B, K)
+    softmax rows, e.g. of an image and of a warped copy (IIC, Ji et al. 2019). Its minimum, -log K, needs
+    predictions that agree (c = c'), are confident, and use all K categories equally often; one category for
+    everything scores 0. The joint distribution is the batch mean of p_i q_i^T, symmetrised."""
+    joint = p.float().t() @ q.float() / len(p)  # (K, K)
+    joint = ((joint + joint.t()) / 2).clamp_min(1e-8)
+    marginal_p, marginal_q = joint.sum(dim=1, keepdim=True), joint.sum(dim=0, keepdim=True)
+    return -(joint * (joint.log() - marginal_p.log() - marginal_q.log())).sum()

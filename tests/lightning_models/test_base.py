@@ -32,6 +32,23 @@ def test_randomness_is_a_function_of_seed_rank_and_step():
     assert not torch.equal(draws(other_seed, rank=0, step=5)[0], first[0])
 
 
+def test_noise_streams_are_separate_generators_with_their_own_numbers():
+    """Drawing from another stream (e.g. InfoGAN's warps) in the middle of a step neither re-seeds nor advances
+    the step's noise, and streams do not repeat each other's numbers."""
+    model = GAN(latent_dim=8, generator_width=8, discriminator_width=8, seed=3)
+    model._trainer = SimpleNamespace(global_rank=0, global_step=5)
+    untouched = model.noise_generator(model.hparams.seed)
+    expected = torch.randn(2, 4, generator=untouched)
+    noise = model.noise_generator(model.hparams.seed)
+    first = torch.randn(4, generator=noise)
+    warp = torch.randn(4, generator=model.noise_generator(model.hparams.seed, "warp"))
+    second = torch.randn(4, generator=noise)
+    torch.testing.assert_close(torch.stack([first, second]), expected)
+    assert not torch.allclose(warp, first)
+    again = torch.randn(4, generator=model.noise_generator(model.hparams.seed, "warp"))
+    torch.testing.assert_close(again, warp)  # a function of (seed, rank, step) too
+
+
 def test_automatic_optimization_schemes_stop_on_a_non_finite_loss(mnist_dir, tmp_path, monkeypatch):
     # Schemes trained by automatic optimization (autoencoder, classifiers, VAE) are guarded by the
     # on_before_backward hook, before any optimizer step.

@@ -1,4 +1,5 @@
-"""Each GAN loss against its closed form, and the gradient penalty against a critic with a known gradient."""
+"""Each GAN loss against its closed form, the gradient penalty against a critic with a known gradient, and the
+invariant-information (IIC) loss against mutual informations worked out by hand."""
 
 import math
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lightning_models.losses import LOSSES, get_loss, gradient_penalty
+from lightning_models.losses import LOSSES, get_loss, gradient_penalty, invariant_information_loss
 
 REAL = torch.tensor([2.0, -1.0, 0.5])
 FAKE = torch.tensor([-0.5, 1.5, 0.0])
@@ -80,3 +81,26 @@ def test_gradient_penalty_is_differentiable_for_the_critic():
 def test_unknown_loss_lists_valid_names():
     with pytest.raises(ValueError, match="--model.loss must be one of .*non_saturating"):
         get_loss("minimax")
+
+
+def test_invariant_information_loss_is_minus_the_mutual_information_of_the_pairs():
+    eye = torch.eye(4)
+    # agreeing, confident, balanced predictions: I = H = log K, the minimum
+    torch.testing.assert_close(invariant_information_loss(eye, eye), torch.tensor(-math.log(4)))
+    # one category for every image: I = 0 (collapse earns nothing)
+    one = eye[[0, 0, 0, 0]]
+    assert abs(float(invariant_information_loss(one, one))) < 1e-5  # (the 1e-8 floor of empty cells)
+    # pairs (0, 0), (0, 0), (1, 1), (0, 1): symmetrised joint [[1/2, 1/8], [1/8, 1/4]], marginals (5/8, 3/8)
+    two = torch.eye(2)
+    p, q = two[[0, 0, 1, 0]], two[[0, 0, 1, 1]]
+    joint = {(0, 0): 1 / 2, (0, 1): 1 / 8, (1, 0): 1 / 8, (1, 1): 1 / 4}
+    marginal = (5 / 8, 3 / 8)
+    mi = sum(v * math.log(v / (marginal[i] * marginal[j])) for (i, j), v in joint.items())
+    torch.testing.assert_close(invariant_information_loss(p, q), torch.tensor(-mi))
+    # soft predictions that disagree score above agreeing ones, and the loss has a gradient for both
+    logits = torch.randn(32, 5, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    agree = invariant_information_loss(logits.softmax(1), logits.softmax(1))
+    shuffled = invariant_information_loss(logits.softmax(1), logits.softmax(1).roll(1, dims=0))
+    assert agree < shuffled
+    agree.backward()
+    assert logits.grad.abs().sum() > 0
