@@ -173,14 +173,8 @@ class GAN(GenerativeModule):
                 if loss.gradient_penalty:
                     gp = gradient_penalty(lambda x: self.discriminate(x, labels)[0], real, fake, rng)
                     loss_d = loss_d + self.hparams.gp_weight * gp
-                aux_d = self.auxiliary_loss(fake_aux, z, labels)
-                if aux_d is not None:
-                    loss_d = loss_d + aux_d
-                    logs["train/loss_aux_d"] = aux_d.detach()
-                real_d = self.real_loss(real, labels)
-                if real_d is not None:
-                    loss_d = loss_d + real_d
-                    logs["train/loss_real_d"] = real_d.detach()
+                loss_d = self._add_terms(loss_d, logs, "d", aux=self.auxiliary_loss(fake_aux, z, labels),
+                                         real=self.real_loss(real, labels))
                 self.check_finite(discriminator_loss=loss_d)
                 self.manual_backward(loss_d)
                 opt_d.step()
@@ -189,14 +183,8 @@ class GAN(GenerativeModule):
         with self.toggled_optimizer(opt_g):
             gen_logits, gen_aux = self.discriminate(fake, labels)
             loss_g = loss.generator(gen_logits)
-            aux_g = self.auxiliary_loss(gen_aux, z, labels)
-            if aux_g is not None:
-                loss_g = loss_g + aux_g
-                logs["train/loss_aux_g"] = aux_g.detach()
-            real_g = self.real_loss(real, labels)
-            if real_g is not None:
-                loss_g = loss_g + real_g
-                logs["train/loss_real_g"] = real_g.detach()
+            loss_g = self._add_terms(loss_g, logs, "g", aux=self.auxiliary_loss(gen_aux, z, labels),
+                                     real=self.real_loss(real, labels))
             self.check_finite(generator_loss=loss_g)
             self.manual_backward(loss_g)
             opt_g.step()
@@ -206,6 +194,15 @@ class GAN(GenerativeModule):
 
         self.log_train({"train/loss_d": loss_d, "train/loss_g": loss_g, "train/d_real": real_logits.mean(),
                         "train/d_fake": fake_logits.mean(), **logs}, prog_bar=("train/loss_d", "train/loss_g"))
+
+    @staticmethod
+    def _add_terms(loss: Tensor, logs: dict[str, Tensor], step: str, **terms: Tensor | None) -> Tensor:
+        """`loss` plus the subclass terms of one step (None = absent), each logged as `train/loss_<name>_<step>`."""
+        for name, term in terms.items():
+            if term is not None:
+                loss = loss + term
+                logs[f"train/loss_{name}_{step}"] = term.detach()
+        return loss
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Called by Lightning inside opt.step(), after 16-mixed has unscaled the gradients (clipping earlier
