@@ -15,6 +15,8 @@ each) and is scored on 10,000 samples. Results are appended to <work>/quality.js
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -35,7 +37,25 @@ QUIET = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
          "--trainer.enable_model_summary", "false"]
 
 
+@contextlib.contextmanager
+def work_lock(work: str):
+    """Held while a shared piece of <work> (the data split, an evaluation classifier) is checked or made, so
+    benchmark processes started side by side do not build it twice into the same folder: the second waits."""
+    os.makedirs(work, exist_ok=True)
+    with open(os.path.join(work, ".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def prepare_data(work: str) -> str:
+    with work_lock(work):
+        return _prepare_data(work)
+
+
+def _prepare_data(work: str) -> str:
     data = os.path.join(work, "data")
     if not os.path.exists(os.path.join(data, "MNIST", "raw", "train-images-idx3-ubyte.gz")):
         make_split(SHARED_MNIST, data, 8000)
@@ -56,6 +76,11 @@ def run(subcommand: str, args: list[str]):
 
 
 def classifier(dataset: str, data: str, work: str, record) -> str:
+    with work_lock(work):
+        return _classifier(dataset, data, work, record)
+
+
+def _classifier(dataset: str, data: str, work: str, record) -> str:
     root = os.path.join(work, f"classifier_{dataset}")
     config = os.path.join(REPO, "configs", f"classifier_{dataset}.yaml")
     if find_last_checkpoint(root) is None:
