@@ -51,18 +51,14 @@ def work_lock(work: str):
 
 
 def prepare_data(work: str) -> str:
-    with work_lock(work):
-        return _prepare_data(work)
-
-
-def _prepare_data(work: str) -> str:
     data = os.path.join(work, "data")
-    if not os.path.exists(os.path.join(data, "MNIST", "raw", "train-images-idx3-ubyte.gz")):
-        make_split(SHARED_MNIST, data, 8000)
-    fashion = os.path.join(data, "FashionMNIST", "raw")
-    if not os.path.exists(fashion) and os.path.isdir(FASHION):
-        os.makedirs(os.path.dirname(fashion), exist_ok=True)
-        os.symlink(FASHION, fashion)
+    with work_lock(work):
+        if not os.path.exists(os.path.join(data, "MNIST", "raw", "train-images-idx3-ubyte.gz")):
+            make_split(SHARED_MNIST, data, 8000)
+        fashion = os.path.join(data, "FashionMNIST", "raw")
+        if not os.path.exists(fashion) and os.path.isdir(FASHION):
+            os.makedirs(os.path.dirname(fashion), exist_ok=True)
+            os.symlink(FASHION, fashion)
     return data
 
 
@@ -76,20 +72,16 @@ def run(subcommand: str, args: list[str]):
 
 
 def classifier(dataset: str, data: str, work: str, record) -> str:
-    with work_lock(work):
-        return _classifier(dataset, data, work, record)
-
-
-def _classifier(dataset: str, data: str, work: str, record) -> str:
     root = os.path.join(work, f"classifier_{dataset}")
     config = os.path.join(REPO, "configs", f"classifier_{dataset}.yaml")
-    if find_last_checkpoint(root) is None:
-        start = time.time()
-        run("fit", ["--config", config, *data_args(dataset, data), "--trainer.default_root_dir", root, *QUIET])
-        metrics = run("test", ["--config", config, *data_args(dataset, data), "--trainer.default_root_dir", root,
-                               "--ckpt_path", "last", *QUIET])
-        record({"kind": "classifier", "dataset": dataset, "test_accuracy": float(metrics["test/accuracy"]),
-                "seconds": round(time.time() - start, 1)})
+    with work_lock(work):
+        if find_last_checkpoint(root) is None:
+            start = time.time()
+            run("fit", ["--config", config, *data_args(dataset, data), "--trainer.default_root_dir", root, *QUIET])
+            metrics = run("test", ["--config", config, *data_args(dataset, data), "--trainer.default_root_dir", root,
+                                   "--ckpt_path", "last", *QUIET])
+            record({"kind": "classifier", "dataset": dataset, "test_accuracy": float(metrics["test/accuracy"]),
+                    "seconds": round(time.time() - start, 1)})
     return root
 
 

@@ -36,29 +36,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 os.environ.setdefault("WANDB_MODE", "disabled")
 
-from benchmarks.make_mnist_split import make_split  # noqa: E402
-from cli import GenerativeCLI  # noqa: E402
+from benchmarks.gan_quality import QUIET, prepare_data, run  # noqa: E402
 from datamodules.colored_mnist import DEFAULT_PALETTE  # noqa: E402
 from lightning_models import VAE  # noqa: E402
 from lightning_models.callbacks import find_last_checkpoint  # noqa: E402
 
-SHARED_MNIST = os.path.join(REPO, "..", "shared", "data", "mnist-test")
-QUIET = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
-         "--trainer.enable_model_summary", "false"]
 TRAIN_IMAGES, VAL_IMAGES, BATCH = 8000, 500, 128
 COLUMNS = ["neg_elbo", "reconstruction", "kl_continuous", "kl_categorical", "active_units", "color_accuracy",
            "color_accuracy_t1", "color_accuracy_plain", "cluster_accuracy"]
-
-
-def prepare_data(work: str) -> str:
-    data = os.path.join(work, "data")
-    if not os.path.exists(os.path.join(data, "MNIST", "raw", "train-images-idx3-ubyte.gz")):
-        make_split(SHARED_MNIST, data, TRAIN_IMAGES)
-    return data
-
-
-def run(subcommand: str, args: list[str]):
-    return GenerativeCLI(args=[subcommand, *args]).trainer.callback_metrics
 
 
 def vae(latent: str, architecture: str, epochs: int, data: str, work: str, extra: list[str] = (),
