@@ -25,7 +25,7 @@ class Pix2Pix(TranslationModule):
 
     Args:
         l1_weight: weight of the L1 distance to the paired target (pix2pix's 100).
-        generator: "unet" (pix2pix's) or "resnet".
+        generator: "unet" (pix2pix's), "resnet" or "recolor" (see `TranslationModule`).
         **kwargs: the options shared with CycleGAN, see `TranslationModule` (networks, loss, lr, decay, seed).
     """
 

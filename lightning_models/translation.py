@@ -39,7 +39,8 @@ class TranslationModule(TrainingModule):
     Args:
         image_shape: (C, H, W) of both domains, linked from the datamodule by the CLI.
         num_classes: digit classes, linked from the datamodule (the pictures show one example per class).
-        generator: "resnet" (CycleGAN's residual generator) or "unet" (pix2pix's, with skip connections).
+        generator: "resnet" (CycleGAN's residual generator), "unet" (pix2pix's, with skip connections) or "recolor"
+            (keeps the input's stroke, paints it in one color chosen from its shape: `RecolorGenerator`).
         generator_width: channels of the generators at full resolution.
         generator_blocks: residual blocks of the "resnet" generator (unused by "unet").
         downsamplings: stride-2 levels of the generators (2 for 28x28: 28 -> 14 -> 7).

@@ -1,5 +1,5 @@
 """Image-to-image networks: the ResNet generator of CycleGAN, the U-Net generator and the PatchGAN discriminator of
-pix2pix, sized for small images (28x28: two stride-2 levels down to 7x7, where the published 256x256 networks
+pix2pix, and a recoloring generator for domains that differ only in an object's color, sized for small images (28x28: two stride-2 levels down to 7x7, where the published 256x256 networks
 go much deeper).
 
 Generators map (B, C, H, W) in [-1, 1] to the same shape in [-1, 1]; the discriminator maps (B, C_in, H, W) to
@@ -16,7 +16,7 @@ from torch import Tensor
 
 from lightning_models.networks.conv import Norm, _maybe_sn, _norm
 
-GeneratorKind = Literal["resnet", "unet"]
+GeneratorKind = Literal["resnet", "unet", "recolor"]
 
 
 def _check_size(size: int, downsamplings: int) -> None:
@@ -120,6 +120,45 @@ class UNetGenerator(nn.Module):
         return x
 
 
+class RecolorGenerator(nn.Module):
+    """Keeps the input's stroke and paints it in one color chosen from the stroke's shape alone.
+
+    stroke = each pixel's largest channel (in [0, 1]); color = a small CNN on the stroke (stride-2 4x4
+    convolutions, channels doubling from `width`, then linear, sigmoid), scaled so its largest
+    channel is 1; output = stroke x color. For domains that differ only in the color of a single-colored object
+    (colored MNIST): the shape is kept exactly (the output's largest channel is the input's stroke), and the color
+    cannot be a function of the input's color, only of its shape. In CycleGAN the cycle term then teaches each
+    generator its own domain's colors: G_BA sees only the stroke of G_AB(a), which is the stroke of a, and must
+    give back a's color from it; the identity term does the same with target-domain images.
+
+    Args:
+        image_shape: (C, H, W) of input and output; H must be divisible by 2**downsamplings.
+        width: channels of the first convolution, doubling per stride-2 level.
+        downsamplings: stride-2 levels before the linear head.
+        norm: normalisation of the stride-2 levels.
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int], width: int = 32, downsamplings: int = 2,
+                 norm: Norm = "instance") -> None:
+        super().__init__()
+        channels = image_shape[0]
+        _check_size(image_shape[-1], downsamplings)
+        layers: list[nn.Module] = [nn.Conv2d(1, width, 3, 1, 1), nn.LeakyReLU(0.2, inplace=True)]
+        for i in range(downsamplings):
+            c = width * 2**i
+            layers += [nn.Conv2d(c, 2 * c, 4, 2, 1, bias=norm != "batch"), _norm(norm, 2 * c),
+                       nn.LeakyReLU(0.2, inplace=True)]
+        side = image_shape[-1] // 2**downsamplings
+        layers += [nn.Flatten(), nn.Linear(width * 2**downsamplings * side * side, channels)]
+        self.color = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        stroke = (x.amax(1, keepdim=True) + 1) / 2  # (B, 1, H, W) in [0, 1]
+        color = torch.sigmoid(self.color(stroke * 2 - 1))  # (B, C)
+        color = color / color.amax(1, keepdim=True)  # largest channel 1: no brightness left to hide a color in
+        return stroke * color[:, :, None, None] * 2 - 1
+
+
 class PatchDiscriminator(nn.Module):
     """PatchGAN (Isola et al.): `num_layers` stride-2 4x4 convolutions (channels doubling from `width`), a
     stride-1 4x4 convolution and a 1-channel 4x4 convolution, giving one logit per overlapping patch
@@ -155,9 +194,11 @@ class PatchDiscriminator(nn.Module):
 
 def make_generator(kind: GeneratorKind, image_shape: tuple[int, int, int], width: int, num_blocks: int,
                    downsamplings: int, norm: Norm) -> nn.Module:
-    """The generator called `kind` ("resnet" or "unet"; `num_blocks` only applies to "resnet")."""
+    """The generator called `kind` ("resnet", "unet" or "recolor"; `num_blocks` only applies to "resnet")."""
     if kind == "resnet":
         return ResnetGenerator(image_shape, width, num_blocks, downsamplings, norm)
     if kind == "unet":
         return UNetGenerator(image_shape, width, downsamplings, norm)
-    raise ValueError(f"--model.generator must be 'resnet' or 'unet', got {kind!r}")
+    if kind == "recolor":
+        return RecolorGenerator(image_shape, width, downsamplings, norm)
+    raise ValueError(f"--model.generator must be 'resnet', 'unet' or 'recolor', got {kind!r}")
