@@ -208,9 +208,9 @@ def test_test_subcommand_without_classifier_explains(mnist_dir, tmp_path):
 def test_sigkill_mid_epoch_then_resume_finishes(mnist_dir, tmp_path):
     # A checkpoint every batch, so the kill very likely lands while one is being written: last.ckpt must still be
     # whole (Lightning writes to a temporary file and renames it), and `--ckpt_path last` must finish the run.
-    root = str(tmp_path / "runs")
+    root, steps = str(tmp_path / "runs"), 48
     args = tiny_args(CGAN, mnist_dir, root, "--config", every_step_checkpoints(tmp_path, 2), "--trainer.max_steps",
-                     "48")
+                     str(steps))
     proc = subprocess.Popen([sys.executable, os.path.join(REPO, "cli.py"), "fit", *args], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -228,10 +228,10 @@ def test_sigkill_mid_epoch_then_resume_finishes(mnist_dir, tmp_path):
         if proc.poll() is None:
             proc.kill()
     killed_at = state_of(last_checkpoint(root))["global_step"]  # loads: not half-written
-    assert 14 <= killed_at < 48
+    assert 14 <= killed_at < steps
     result = run_cli_process("fit", [*args, "--ckpt_path", "last"])
     assert result.returncode == 0, result.stderr[-3000:]
-    assert state_of(last_checkpoint(root))["global_step"] == 48
+    assert state_of(last_checkpoint(root))["global_step"] == steps
 
 
 @pytest.mark.parametrize("which", ["last", "path"])

@@ -1,6 +1,6 @@
 """Image-to-image networks: the ResNet generator of CycleGAN, the U-Net generator and the PatchGAN discriminator of
-pix2pix, and a recoloring generator for domains that differ only in an object's color, sized for small images (28x28: two stride-2 levels down to 7x7, where the published 256x256 networks
-go much deeper).
+pix2pix, and a recoloring generator for domains that differ only in an object's color, sized for small images
+(28x28: two stride-2 levels down to 7x7, where the published 256x256 networks go much deeper).
 
 Generators map (B, C, H, W) in [-1, 1] to the same shape in [-1, 1]; the discriminator maps (B, C_in, H, W) to
 a map of patch logits (B, 1, h, w), each judging one receptive field rather than the whole image.
@@ -153,10 +153,10 @@ class RecolorGenerator(nn.Module):
         self.color = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        stroke = (x.amax(1, keepdim=True) + 1) / 2  # (B, 1, H, W) in [0, 1]
-        color = torch.sigmoid(self.color(stroke * 2 - 1))  # (B, C)
+        stroke = x.amax(1, keepdim=True)  # (B, 1, H, W) in [-1, 1]
+        color = torch.sigmoid(self.color(stroke))  # (B, C)
         color = color / color.amax(1, keepdim=True)  # largest channel 1: no brightness left to hide a color in
-        return stroke * color[:, :, None, None] * 2 - 1
+        return (stroke + 1) * color[:, :, None, None] - 1  # stroke in [0, 1] x color, back to [-1, 1]
 
 
 class PatchDiscriminator(nn.Module):
