@@ -41,15 +41,22 @@ def paint(gray: Tensor, palette: Tensor, color: Tensor) -> Tensor:
     return gray * rgb[:, :, None, None]
 
 
+def stroke_color(images: Tensor) -> Tensor:
+    """Color (B, C) of each image's strokes (B, C, H, W) in [0, 1]: the brightness-weighted mean color, scaled so
+    its largest channel is 1 (a painted digit's palette color, whatever its stroke's gray level)."""
+    weight = images.amax(1, keepdim=True)  # (B, 1, H, W)
+    mean = (images * weight).sum((2, 3)) / weight.sum((2, 3)).clamp_min(1e-8)  # (B, C)
+    return mean / mean.amax(1, keepdim=True).clamp_min(1e-8)
+
+
 def dominant_color(images: Tensor, palette: Tensor) -> Tensor:
     """Color id (B,) of the palette entry closest to the hue of each image's foreground (B, 3, H, W) in [0, 1].
 
     Pixels are weighted by their brightness, and colors compared after scaling their largest channel to 1,
-    because painting multiplies a color by the stroke's gray level. Used by tests and color-accuracy metrics.
+    because painting multiplies a color by the stroke's gray level (`stroke_color`). Used by tests and
+    color-accuracy metrics.
     """
-    weight = images.amax(1, keepdim=True)  # (B, 1, H, W)
-    mean = (images * weight).sum((2, 3)) / weight.sum((2, 3)).clamp_min(1e-8)  # (B, 3)
-    chroma = mean / mean.amax(1, keepdim=True).clamp_min(1e-8)
+    chroma = stroke_color(images)
     ref = palette.to(images.device, images.dtype)
     ref = ref / ref.amax(1, keepdim=True).clamp_min(1e-8)
     return torch.cdist(chroma, ref).argmin(1)

@@ -13,6 +13,8 @@ import torch
 from torch import Tensor
 from torchvision.utils import make_grid
 
+from datamodules.colored_mnist import stroke_color
+
 #: Colors of digit labels 0-9 in scatter plots (matplotlib's "tab10"); more labels cycle through them.
 LABEL_COLORS = torch.tensor([
     [0.12, 0.47, 0.71], [1.00, 0.50, 0.05], [0.17, 0.63, 0.17], [0.84, 0.15, 0.16], [0.58, 0.40, 0.74],
@@ -29,10 +31,7 @@ def label_colors(labels: Tensor) -> Tensor:
 def foreground_color(images: Tensor) -> Tensor:
     """RGB (N, 3) of each image's strokes: the brightness-weighted mean color, scaled so its largest channel is 1
     (a painted digit's palette color, whatever its stroke intensity). Gray images give gray."""
-    images = images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images[:, :3]
-    weight = images.amax(1, keepdim=True)
-    mean = (images * weight).sum((2, 3)) / weight.sum((2, 3)).clamp_min(1e-8)
-    return mean / mean.amax(1, keepdim=True).clamp_min(1e-8)
+    return stroke_color(images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images[:, :3])
 
 
 def project_2d(features: Tensor) -> Tensor:
