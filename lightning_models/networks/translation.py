@@ -124,17 +124,21 @@ class RecolorGenerator(nn.Module):
     """Keeps the input's stroke and paints it in one color chosen from the stroke's shape alone.
 
     stroke = each pixel's largest channel (in [0, 1]); color = a small CNN on the stroke (stride-2 4x4
-    convolutions, channels doubling from `width`, then linear, sigmoid), scaled so its largest
-    channel is 1; output = stroke x color. For domains that differ only in the color of a single-colored object
-    (colored MNIST): the shape is kept exactly (the output's largest channel is the input's stroke), and the color
-    cannot be a function of the input's color, only of its shape. In CycleGAN the cycle term then teaches each
-    generator its own domain's colors: G_BA sees only the stroke of G_AB(a), which is the stroke of a, and must
-    give back a's color from it; the identity term does the same with target-domain images.
+    convolutions, channels doubling from `width`, then a hidden layer of `8 * width` units, linear, sigmoid),
+    scaled so its largest channel is 1; output = stroke x color. For domains that differ only in the color of a
+    single-colored object (colored MNIST): the shape is kept exactly (the output's largest channel is the input's
+    stroke), and the color cannot be a function of the input's color, only of its shape. In CycleGAN the cycle term
+    then teaches each generator its own domain's colors: G_BA sees only the stroke of G_AB(a), which is the stroke
+    of a, and must give back a's color from it; the identity term does the same with target-domain images.
+
+    The hidden layer is for colors with a channel between 0 and 1 (orange, violet): read linearly off the
+    convolutions' features, that channel spread by about +-0.25 between images of one digit, and a quarter to a
+    third of them came out nearer a neighbouring color (benchmarks/RESULTS.md, issue 6 section 11).
 
     Args:
         image_shape: (C, H, W) of input and output; H must be divisible by 2**downsamplings.
         width: channels of the first convolution, doubling per stride-2 level.
-        downsamplings: stride-2 levels before the linear head.
+        downsamplings: stride-2 levels before the head.
         norm: normalisation of the stride-2 levels.
     """
 
@@ -149,7 +153,8 @@ class RecolorGenerator(nn.Module):
             layers += [nn.Conv2d(c, 2 * c, 4, 2, 1, bias=norm != "batch"), _norm(norm, 2 * c),
                        nn.LeakyReLU(0.2, inplace=True)]
         side = image_shape[-1] // 2**downsamplings
-        layers += [nn.Flatten(), nn.Linear(width * 2**downsamplings * side * side, channels)]
+        layers += [nn.Flatten(), nn.Linear(width * 2**downsamplings * side * side, 8 * width),
+                   nn.LeakyReLU(0.2, inplace=True), nn.Linear(8 * width, channels)]
         self.color = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:

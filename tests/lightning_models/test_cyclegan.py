@@ -91,14 +91,15 @@ def test_recolor_generator_keeps_the_stroke_and_ignores_the_input_color():
 
 
 def test_recolor_cycle_term_alone_teaches_each_generator_its_domains_colors():
-    # A: vertical bars red, horizontal bars green; B: the other way round. Unpaired, no adversarial term: the
+    # A: vertical bars orange, horizontal bars green; B: the other way round. Unpaired, no adversarial term: the
     # round trip A -> B -> A can only return A's colors if G_BA reads them from the shape (it never sees G_AB's
-    # colors), and B -> A -> B teaches G_AB B's colors the same way, so A -> B swaps the colors.
+    # colors), and B -> A -> B teaches G_AB B's colors the same way, so A -> B swaps the colors. Orange has a
+    # channel at 0.5, which the head must hit, not push to 0 or 1.
     torch.manual_seed(0)
     model = tiny(CycleGAN, generator="recolor", generator_width=8, image_shape=(3, 8, 8), cycle_weight=1.0,
                  identity_weight=0.0)
-    red, green = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0)
-    real_a, real_b = bars([red, green]), bars([green, red])
+    orange, green = (1.0, 0.5, 0.0), (0.0, 1.0, 0.0)
+    real_a, real_b = bars([orange, green]), bars([green, orange])
     generators = [*model.generator_ab.parameters(), *model.generator_ba.parameters()]
     opt = torch.optim.Adam(generators, lr=0.02)
     for _ in range(150):
@@ -108,8 +109,9 @@ def test_recolor_cycle_term_alone_teaches_each_generator_its_domains_colors():
         loss.backward()
         opt.step()
     assert loss < 0.01
-    torch.testing.assert_close(model.generator_ab(real_a), real_b, atol=0.02, rtol=0)
-    torch.testing.assert_close(model.generator_ba(real_b), real_a, atol=0.02, rtol=0)
+    # within 0.025 of each color channel (0.05 in [-1, 1]); the nearest other color is 0.5 away
+    torch.testing.assert_close(model.generator_ab(real_a), real_b, atol=0.05, rtol=0)
+    torch.testing.assert_close(model.generator_ba(real_b), real_a, atol=0.05, rtol=0)
 
 
 @pytest.mark.parametrize("interruption", ["mid_epoch_checkpoint", "saved_after_an_epochs_last_batch",
