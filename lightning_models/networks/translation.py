@@ -152,9 +152,9 @@ class RecolorGenerator(nn.Module):
             c = width * 2**i
             layers += [nn.Conv2d(c, 2 * c, 4, 2, 1, bias=norm != "batch"), _norm(norm, 2 * c),
                        nn.LeakyReLU(0.2, inplace=True)]
-        side = image_shape[-1] // 2**downsamplings
-        layers += [nn.Flatten(), nn.Linear(width * 2**downsamplings * side * side, 8 * width),
-                   nn.LeakyReLU(0.2, inplace=True), nn.Linear(8 * width, channels)]
+        side, hidden = image_shape[-1] // 2**downsamplings, 8 * width
+        layers += [nn.Flatten(), nn.Linear(width * 2**downsamplings * side * side, hidden),
+                   nn.LeakyReLU(0.2, inplace=True), nn.Linear(hidden, channels)]
         self.color = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
