@@ -30,6 +30,7 @@ from lightning_models.autoencoder import load_autoencoder, stored_hparams
 from lightning_models.base import TrainingModule
 from lightning_models.classifier import Classifier, random_translate
 from lightning_models.networks.mlp import MLP
+from lightning_models.split_rows import SplitRows
 
 
 def balanced_label_draw(labels: Tensor, num_labels: int, num_classes: int, seed: int) -> Tensor:
@@ -50,14 +51,6 @@ def balanced_label_draw(labels: Tensor, num_labels: int, num_classes: int, seed:
                          f"{int(per_class[c])} needed; lower num_labels")
     chosen = order[rank_in_class < per_class[shuffled]]
     return chosen.sort().values
-
-
-def image_fingerprint(images: Tensor) -> Tensor:
-    """An exact int64 key (B,) of images (B, C, H, W) in [0, 1] that came from uint8 values: a fixed random integer
-    projection of the 0-255 values (no overflow below 2**63 for images up to 3x64x64)."""
-    flat = images.flatten(1).mul(255).round().long()
-    weights = torch.randint(1, 2**31, (flat.shape[1],), generator=torch.Generator().manual_seed(0)).to(flat.device)
-    return (flat * weights).sum(1)
 
 
 def label_spreading(features: Tensor, labelled: Tensor, labels: Tensor, num_classes: int, neighbors: int,
@@ -182,12 +175,12 @@ class FewLabelClassifier(TrainingModule):
         self.train_images = train["image"]  # uint8 (N, C, H, W), kept on the CPU; moved in chunks
         self.labelled_images = train["image"][drawn].float() / 255
         self.labelled_labels = train["label"][drawn]
-        keys = image_fingerprint(train["image"].float() / 255)
-        self.sorted_keys, self.key_order = keys.sort()
+        self.train_rows = SplitRows(train["image"])
 
     def on_fit_start(self) -> None:
-        for name in ("labelled_images", "labelled_labels", "sorted_keys", "key_order"):
+        for name in ("labelled_images", "labelled_labels"):
             setattr(self, name, getattr(self, name).to(self.device))
+        self.train_rows.to(self.device)
 
     @torch.no_grad()
     def propagation_features(self) -> Tensor:
@@ -228,12 +221,11 @@ class FewLabelClassifier(TrainingModule):
 
     def lookup(self, images: Tensor) -> Tensor:
         """Rows of the training split holding `images` (found by fingerprint)."""
-        keys = image_fingerprint(images)
-        pos = torch.searchsorted(self.sorted_keys, keys).clamp_max(len(self.sorted_keys) - 1)
-        if not torch.equal(self.sorted_keys[pos], keys):
+        rows = self.train_rows.find(images)
+        if rows is None:
             raise RuntimeError("FewLabelClassifier: a training batch holds images that are not in the datamodule's "
                                "train split; the pseudo-labels are defined for that split only")
-        return self.key_order[pos]
+        return rows
 
     # --- training -------------------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:

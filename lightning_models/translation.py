@@ -45,6 +45,10 @@ class TranslationModule(TrainingModule):
         generator_blocks: residual blocks of the "resnet" generator (unused by "unet").
         downsamplings: stride-2 levels of the generators (2 for 28x28: 28 -> 14 -> 7).
         generator_norm: "instance" (as CycleGAN and pix2pix), "batch" or "none".
+        generator_warp: "recolor" generators only: in training, choose the color from a randomly rotated, zoomed
+            and shifted copy of the stroke (strength: 1 = +-15 degrees, +-15% zoom, +-10% shift; 0 = off).
+        share_generator_features: "recolor" generators only: G_AB and G_BA share the convolutions that read the
+            stroke's shape (each keeps its own color head), so each learns the shapes from both domains' images.
         discriminator_width: channels of the discriminators' first layer.
         discriminator_layers: stride-2 layers of the PatchGAN discriminators.
         discriminator_norm: "instance", "spectral", "batch" or "none".
@@ -75,6 +79,8 @@ class TranslationModule(TrainingModule):
         generator_blocks: int = 6,
         downsamplings: int = 2,
         generator_norm: Norm = "instance",
+        generator_warp: float = 0.0,
+        share_generator_features: bool = False,
         discriminator_width: int = 32,
         discriminator_layers: int = 2,
         discriminator_norm: Norm = "instance",
@@ -97,9 +103,14 @@ class TranslationModule(TrainingModule):
         self.automatic_optimization = False
         self.gan_loss = get_loss(loss)
         shape = tuple(image_shape)
-        g_args = (shape, generator_width, generator_blocks, downsamplings, generator_norm)
+        g_args = (shape, generator_width, generator_blocks, downsamplings, generator_norm, generator_warp)
         self.generator_ab = make_generator(generator, *g_args)
         self.generator_ba = make_generator(generator, *g_args)
+        if share_generator_features:
+            if generator != "recolor":
+                raise ValueError(f"--model.share_generator_features applies to the recolor generator only "
+                                 f"(--model.generator is {generator!r}); set it to false")
+            self.generator_ba.share_shape_features(self.generator_ab)
         d_in = shape[0] * (2 if self.judges_pairs else 1)
         self.discriminator_a = PatchDiscriminator(d_in, discriminator_width, discriminator_layers, discriminator_norm)
         self.discriminator_b = PatchDiscriminator(d_in, discriminator_width, discriminator_layers, discriminator_norm)
@@ -136,8 +147,8 @@ class TranslationModule(TrainingModule):
     # --- training ----------------------------------------------------------------------------------------------
     def configure_optimizers(self):
         h = self.hparams
-        opt_g = torch.optim.Adam(itertools.chain(self.generator_ab.parameters(), self.generator_ba.parameters()),
-                                 lr=h.lr, betas=tuple(h.betas))
+        generators = dict.fromkeys(itertools.chain(self.generator_ab.parameters(), self.generator_ba.parameters()))
+        opt_g = torch.optim.Adam(list(generators), lr=h.lr, betas=tuple(h.betas))  # shared features listed once
         opt_d = torch.optim.Adam(itertools.chain(self.discriminator_a.parameters(),
                                                  self.discriminator_b.parameters()),
                                  lr=h.lr if h.discriminator_lr is None else h.discriminator_lr,

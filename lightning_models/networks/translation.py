@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from lightning_models.augment import random_affine
 from lightning_models.networks.conv import Norm, _maybe_sn, _norm
 
 GeneratorKind = Literal["resnet", "unet", "recolor"]
@@ -140,11 +141,18 @@ class RecolorGenerator(nn.Module):
         width: channels of the first convolution, doubling per stride-2 level.
         downsamplings: stride-2 levels before the head.
         norm: normalisation of the stride-2 levels.
+        warp: in training mode, the CNN chooses the color from a randomly warped copy of the stroke
+            (`random_affine` with its rotation, zoom and shift scaled by `warp`; 0 = off), so that the shape-to-color
+            rule generalises from few images; the output keeps the stroke itself. The copy is detached: the
+            stroke of a recolored image is its input's stroke, so no gradient flows through it anyway.
     """
 
     def __init__(self, image_shape: tuple[int, int, int], width: int = 32, downsamplings: int = 2,
-                 norm: Norm = "instance") -> None:
+                 norm: Norm = "instance", warp: float = 0.0) -> None:
         super().__init__()
+        if not warp >= 0:
+            raise ValueError(f"--model.generator_warp must be >= 0, got {warp}")
+        self.warp = warp
         channels = image_shape[0]
         _check_size(image_shape[-1], downsamplings)
         layers: list[nn.Module] = [nn.Conv2d(1, width, 3, 1, 1), nn.LeakyReLU(0.2, inplace=True)]
@@ -157,9 +165,21 @@ class RecolorGenerator(nn.Module):
                    nn.LeakyReLU(0.2, inplace=True), nn.Linear(hidden, channels)]
         self.color = nn.Sequential(*layers)
 
+    def share_shape_features(self, other: "RecolorGenerator") -> None:
+        """Uses `other`'s convolutions (everything before the hidden layer) instead of its own, keeping its own
+        head: two generators that paint the same digits in different palettes then learn the shapes from both
+        domains' images. The shared modules appear under both generators in the state dict."""
+        if not isinstance(other, RecolorGenerator) or len(other.color) != len(self.color):
+            raise ValueError("share_shape_features needs another RecolorGenerator of the same architecture")
+        self.color = nn.Sequential(*other.color[:-3], *self.color[-3:])
+
     def forward(self, x: Tensor) -> Tensor:
         stroke = x.amax(1, keepdim=True)  # (B, 1, H, W) in [-1, 1]
-        color = torch.sigmoid(self.color(stroke))  # (B, C)
+        seen = stroke
+        if self.training and self.warp:  # drawn from torch's global RNG, which the modules seed per step
+            w = self.warp
+            seen = random_affine(stroke.detach(), None, 15.0 * w, 0.15 * w, 0.1 * w, background=-1.0)
+        color = torch.sigmoid(self.color(seen))  # (B, C)
         color = color / color.amax(1, keepdim=True)  # largest channel 1: no brightness left to hide a color in
         return (stroke + 1) * color[:, :, None, None] - 1  # stroke in [0, 1] x color, back to [-1, 1]
 
@@ -198,12 +218,16 @@ class PatchDiscriminator(nn.Module):
 
 
 def make_generator(kind: GeneratorKind, image_shape: tuple[int, int, int], width: int, num_blocks: int,
-                   downsamplings: int, norm: Norm) -> nn.Module:
-    """The generator called `kind` ("resnet", "unet" or "recolor"; `num_blocks` only applies to "resnet")."""
+                   downsamplings: int, norm: Norm, warp: float = 0.0) -> nn.Module:
+    """The generator called `kind` ("resnet", "unet" or "recolor"; `num_blocks` only applies to "resnet", `warp`
+    only to "recolor")."""
+    if warp and kind != "recolor":
+        raise ValueError(f"--model.generator_warp {warp} applies to the recolor generator only (--model.generator "
+                         f"is {kind!r}); set it to 0")
     if kind == "resnet":
         return ResnetGenerator(image_shape, width, num_blocks, downsamplings, norm)
     if kind == "unet":
         return UNetGenerator(image_shape, width, downsamplings, norm)
     if kind == "recolor":
-        return RecolorGenerator(image_shape, width, downsamplings, norm)
+        return RecolorGenerator(image_shape, width, downsamplings, norm, warp)
     raise ValueError(f"--model.generator must be 'resnet', 'unet' or 'recolor', got {kind!r}")

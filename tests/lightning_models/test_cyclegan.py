@@ -114,6 +114,61 @@ def test_recolor_cycle_term_alone_teaches_each_generator_its_domains_colors():
     torch.testing.assert_close(model.generator_ba(real_b), real_a, atol=0.05, rtol=0)
 
 
+def test_recolor_warp_changes_only_the_training_color_choice():
+    # generator_warp: in training, the color comes from a randomly warped copy of the stroke (a new warp per step,
+    # drawn from the step-seeded global RNG); the output keeps the stroke itself, and eval mode sees no warp.
+    torch.manual_seed(0)
+    warped = tiny(CycleGAN, generator="recolor", image_shape=(3, 8, 8), generator_warp=1.0).generator_ab
+    torch.manual_seed(0)
+    plain = tiny(CycleGAN, generator="recolor", image_shape=(3, 8, 8)).generator_ab
+    assert warped.state_dict().keys() == plain.state_dict().keys()  # checkpoints interchange
+    for key, value in plain.state_dict().items():
+        assert torch.equal(value, warped.state_dict()[key])
+    red = bars([(1.0, 0.0, 0.0), (1.0, 0.0, 0.0)])
+    outputs = []
+    for seed in (1, 1, 2):
+        torch.manual_seed(seed)
+        outputs.append(warped(red))
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=0)  # the same draw repeats the same warp
+    assert not torch.allclose(outputs[0], outputs[2], atol=1e-4)  # another draw, another color choice
+    for out in outputs:
+        torch.testing.assert_close(out.amax(1), red.amax(1))  # the stroke is never warped
+    plain.train(), warped.train()
+    assert not torch.allclose(warped(red), plain(red), atol=1e-4)
+    plain.eval(), warped.eval()
+    torch.testing.assert_close(warped(red), plain(red), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="--model.generator_warp must be >= 0"):
+        tiny(CycleGAN, generator="recolor", generator_warp=-0.5)
+    with pytest.raises(ValueError, match="--model.generator_warp 1.0 applies to the recolor generator only"):
+        tiny(CycleGAN, generator="resnet", generator_warp=1.0)
+
+
+def test_shared_generator_features_are_one_set_of_weights(recwarn):
+    # share_generator_features: G_AB and G_BA read the stroke with the same convolutions, each with its own head;
+    # the generators' optimizer holds each shared weight once, and a checkpoint restores the sharing.
+    model = tiny(CycleGAN, generator="recolor", image_shape=(3, 8, 8), share_generator_features=True)
+    ab, ba = model.generator_ab.color, model.generator_ba.color
+    convs = [i for i, m in enumerate(ab) if isinstance(m, nn.Conv2d)]
+    assert convs and all(ab[i] is ba[i] for i in convs)
+    heads = [i for i, m in enumerate(ab) if isinstance(m, nn.Linear)]
+    assert len(heads) == 2 and not any(ab[i] is ba[i] for i in heads)
+    (opt_g, _), _ = model.configure_optimizers()
+    listed = [p for group in opt_g.param_groups for p in group["params"]]
+    assert len(listed) == len({id(p) for p in listed}) == len({id(p) for p in model.generator_ab.parameters()}
+                                                            | {id(p) for p in model.generator_ba.parameters()})
+    assert not [w for w in recwarn if "duplicate parameters" in str(w.message)]
+    with torch.no_grad():
+        ab[convs[0]].weight.add_(1.0)
+    again = tiny(CycleGAN, generator="recolor", image_shape=(3, 8, 8), share_generator_features=True)
+    again.load_state_dict(model.state_dict())
+    assert again.generator_ba.color[convs[0]] is again.generator_ab.color[convs[0]]
+    assert torch.equal(again.generator_ba.color[convs[0]].weight, ab[convs[0]].weight)
+    separate = tiny(CycleGAN, generator="recolor", image_shape=(3, 8, 8))
+    assert separate.generator_ab.color[convs[0]] is not separate.generator_ba.color[convs[0]]
+    with pytest.raises(ValueError, match="--model.share_generator_features applies to the recolor generator only"):
+        tiny(CycleGAN, generator="resnet", share_generator_features=True)
+
+
 @pytest.mark.parametrize("interruption", ["mid_epoch_checkpoint", "saved_after_an_epochs_last_batch",
                                           "stopped_at_epoch_end"])
 def test_resume_reproduces_uninterrupted_run(interruption, mnist_dir, tmp_path):

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from datamodules import MNISTDataModule
-from lightning_models.few_label import FewLabelClassifier, balanced_label_draw, image_fingerprint, label_spreading
+from lightning_models.few_label import FewLabelClassifier, balanced_label_draw, label_spreading
+from lightning_models.split_rows import image_fingerprint
 from tests.helpers import REPO, last_checkpoint, run_cli, state_of, tiny_args
 from tests.lightning_models.latent_fixtures import autoencoder_ckpt, latent_data  # noqa: F401 (fixtures)
 

@@ -98,3 +98,38 @@ def test_mlp_label_conditions():
         assert not torch.allclose(out, critic(x, (labels + 1) % 3))  # the label changes the logit
     with pytest.raises(ValueError, match="projection"):
         MLP(5, 4, (8,), num_classes=3, condition="projection")
+
+
+@pytest.mark.parametrize("cache_codes", [True, False])
+def test_training_codes_are_encoded_once_and_looked_up(latent_data, autoencoder_ckpt, cache_codes):
+    import pytorch_lightning as pl
+
+    from datamodules import ColoredMNISTDataModule, MNISTDataModule
+    from lightning_models.split_rows import serves_split_images_unchanged
+
+    torch.manual_seed(0)
+    model = LatentGAN(autoencoder_ckpt, generator_width=16, discriminator_width=16, cache_codes=cache_codes,
+                      classifier_path=None)
+    dm = MNISTDataModule(data_dir=latent_data, batch_size=8, val_size=8)
+    calls = []
+    model.autoencoder.encoder.register_forward_hook(lambda module, args, out: calls.append(len(args[0])))
+    trainer = pl.Trainer(max_steps=6, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                         num_sanity_val_steps=0)
+    trainer.fit(model, dm)
+    train_images = dm.split("train")["image"]
+    # cached: one pass over the split when fit starts, none per step; else one per batch (3 batches of 8)
+    assert calls == ([len(train_images)] if cache_codes else [8, 8, 8])
+    assert "_code_cache" not in model.__dict__  # dropped when fit ends
+
+    model.cache_training_codes(train_images)
+    batch = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
+    calls.clear()
+    looked_up = model.real_inputs(batch)[0]
+    assert calls == []
+    torch.testing.assert_close(looked_up, model.autoencoder.encoder(batch["image"]), atol=1e-5, rtol=1e-5)
+    other = torch.rand(4, 1, 28, 28)  # not in the split: encoded
+    torch.testing.assert_close(model.real_inputs({"image": other, "label": torch.arange(4)})[0],
+                               model.autoencoder.encoder(other))
+    assert serves_split_images_unchanged(dm)
+    assert not serves_split_images_unchanged(ColoredMNISTDataModule(data_dir=latent_data))  # painted per batch
