@@ -45,10 +45,12 @@ class TranslationModule(TrainingModule):
         generator_blocks: residual blocks of the "resnet" generator (unused by "unet").
         downsamplings: stride-2 levels of the generators (2 for 28x28: 28 -> 14 -> 7).
         generator_norm: "instance" (as CycleGAN and pix2pix), "batch" or "none".
-        generator_warp: "recolor" generators only: in training, choose the color from a randomly rotated, zoomed
-            and shifted copy of the stroke (strength: 1 = +-15 degrees, +-15% zoom, +-10% shift; 0 = off).
-        share_generator_features: "recolor" generators only: G_AB and G_BA share the convolutions that read the
-            stroke's shape (each keeps its own color head), so each learns the shapes from both domains' images.
+        generator_warp: in training, "recolor" generators choose the color from a randomly rotated, zoomed and
+            shifted copy of the stroke (strength: 1 = +-15 degrees, +-15% zoom, +-10% shift; 0 = off). The other
+            generators ignore it (as "unet" ignores `generator_blocks`), so `--model.generator resnet` needs no
+            other change to the CycleGAN config.
+        share_generator_features: "recolor" G_AB and G_BA share the convolutions that read the stroke's shape (each
+            keeps its own color head), so each learns the shapes from both domains' images; ignored by the others.
         discriminator_width: channels of the discriminators' first layer.
         discriminator_layers: stride-2 layers of the PatchGAN discriminators.
         discriminator_norm: "instance", "spectral", "batch" or "none".
@@ -96,6 +98,8 @@ class TranslationModule(TrainingModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        if not generator_warp >= 0:
+            raise ValueError(f"--model.generator_warp must be >= 0 (0 = off), got {generator_warp}")
         for name, value in (("lr", lr), ("discriminator_lr", discriminator_lr)):
             if value is not None and not value > 0:
                 raise ValueError(f"--model.{name} must be > 0, got {value}")
@@ -106,10 +110,7 @@ class TranslationModule(TrainingModule):
         g_args = (shape, generator_width, generator_blocks, downsamplings, generator_norm, generator_warp)
         self.generator_ab = make_generator(generator, *g_args)
         self.generator_ba = make_generator(generator, *g_args)
-        if share_generator_features:
-            if generator != "recolor":
-                raise ValueError(f"--model.share_generator_features applies to the recolor generator only "
-                                 f"(--model.generator is {generator!r}); set it to false")
+        if share_generator_features and generator == "recolor":
             self.generator_ba.share_shape_features(self.generator_ab)
         d_in = shape[0] * (2 if self.judges_pairs else 1)
         self.discriminator_a = PatchDiscriminator(d_in, discriminator_width, discriminator_layers, discriminator_norm)

@@ -220,10 +220,7 @@ class PatchDiscriminator(nn.Module):
 def make_generator(kind: GeneratorKind, image_shape: tuple[int, int, int], width: int, num_blocks: int,
                    downsamplings: int, norm: Norm, warp: float = 0.0) -> nn.Module:
     """The generator called `kind` ("resnet", "unet" or "recolor"; `num_blocks` only applies to "resnet", `warp`
-    only to "recolor")."""
-    if warp and kind != "recolor":
-        raise ValueError(f"--model.generator_warp {warp} applies to the recolor generator only (--model.generator "
-                         f"is {kind!r}); set it to 0")
+    only to "recolor": the others ignore them)."""
     if kind == "resnet":
         return ResnetGenerator(image_shape, width, num_blocks, downsamplings, norm)
     if kind == "unet":

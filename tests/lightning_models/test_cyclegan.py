@@ -139,8 +139,11 @@ def test_recolor_warp_changes_only_the_training_color_choice():
     torch.testing.assert_close(warped(red), plain(red), rtol=0, atol=0)
     with pytest.raises(ValueError, match="--model.generator_warp must be >= 0"):
         tiny(CycleGAN, generator="recolor", generator_warp=-0.5)
-    with pytest.raises(ValueError, match="--model.generator_warp 1.0 applies to the recolor generator only"):
-        tiny(CycleGAN, generator="resnet", generator_warp=1.0)
+    resnet = tiny(CycleGAN, generator="resnet", generator_warp=1.0).generator_ab  # ignored, like generator_blocks
+    torch.manual_seed(1)
+    first = resnet(red)
+    torch.manual_seed(2)
+    torch.testing.assert_close(resnet(red), first, rtol=0, atol=0)
 
 
 def test_shared_generator_features_are_one_set_of_weights(recwarn):
@@ -165,8 +168,8 @@ def test_shared_generator_features_are_one_set_of_weights(recwarn):
     assert torch.equal(again.generator_ba.color[convs[0]].weight, ab[convs[0]].weight)
     separate = tiny(CycleGAN, generator="recolor", image_shape=(3, 8, 8))
     assert separate.generator_ab.color[convs[0]] is not separate.generator_ba.color[convs[0]]
-    with pytest.raises(ValueError, match="--model.share_generator_features applies to the recolor generator only"):
-        tiny(CycleGAN, generator="resnet", share_generator_features=True)
+    resnet = tiny(CycleGAN, generator="resnet", share_generator_features=True)  # ignored by the other generators
+    assert not {id(p) for p in resnet.generator_ab.parameters()} & {id(p) for p in resnet.generator_ba.parameters()}
 
 
 @pytest.mark.parametrize("interruption", ["mid_epoch_checkpoint", "saved_after_an_epochs_last_batch",
