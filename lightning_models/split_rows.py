@@ -14,11 +14,19 @@ from torch import Tensor
 from datamodules.base import ImageDataModule
 
 
-def image_fingerprint(images: Tensor) -> Tensor:
+def fingerprint_weights(num_values: int, device: torch.device | str | None = None) -> Tensor:
+    """The fixed random integer projection of `image_fingerprint` for images of `num_values` values (C x H x W)."""
+    return torch.randint(1, 2**31, (num_values,), generator=torch.Generator().manual_seed(0)).to(device)
+
+
+def image_fingerprint(images: Tensor, weights: Tensor | None = None) -> Tensor:
     """An exact int64 key (B,) of images (B, C, H, W) in [0, 1] that came from uint8 values: a fixed random integer
-    projection of the 0-255 values (no overflow below 2**63 for images up to 3x64x64)."""
+    projection of the 0-255 values (no overflow below 2**63 for images up to 3x64x64). `weights`: the projection
+    (`fingerprint_weights`) already on the images' device, so that a caller fingerprinting every batch draws it
+    once."""
     flat = images.flatten(1).mul(255).round().long()
-    weights = torch.randint(1, 2**31, (flat.shape[1],), generator=torch.Generator().manual_seed(0)).to(flat.device)
+    if weights is None:
+        weights = fingerprint_weights(flat.shape[1], flat.device)
     return (flat * weights).sum(1)
 
 
@@ -39,11 +47,13 @@ class SplitRows:
     """
 
     def __init__(self, images: Tensor, chunk: int = 4096) -> None:
-        keys = torch.cat([image_fingerprint(part.float() / 255) for part in images.split(chunk)])
+        self.weights = fingerprint_weights(images[0].numel(), images.device)
+        keys = torch.cat([image_fingerprint(part.float() / 255, self.weights) for part in images.split(chunk)])
         self.sorted_keys, self.order = keys.sort()
 
     def to(self, device: torch.device | str) -> "SplitRows":
-        self.sorted_keys, self.order = self.sorted_keys.to(device), self.order.to(device)
+        self.weights, self.sorted_keys, self.order = (t.to(device) for t in
+                                                      (self.weights, self.sorted_keys, self.order))
         return self
 
     @property
@@ -52,7 +62,9 @@ class SplitRows:
 
     def find(self, images: Tensor) -> Tensor | None:
         """Split rows (B,) of `images` (B, C, H, W) in [0, 1], or None if any of them is not in the split."""
-        keys = image_fingerprint(images)
+        if images[0].numel() != len(self.weights):  # another image size: not in the split
+            return None
+        keys = image_fingerprint(images, self.weights)
         pos = torch.searchsorted(self.sorted_keys, keys).clamp_max(len(self.sorted_keys) - 1)
         if not torch.equal(self.sorted_keys[pos], keys):
             return None
