@@ -15,19 +15,27 @@ from datamodules.base import ImageDataModule
 
 
 def fingerprint_weights(num_values: int, device: torch.device | str | None = None) -> Tensor:
-    """The fixed random integer projection of `image_fingerprint` for images of `num_values` values (C x H x W)."""
-    return torch.randint(1, 2**31, (num_values,), generator=torch.Generator().manual_seed(0)).to(device)
+    """The fixed random integer projection (int64) of `image_fingerprint` for images of `num_values` values
+    (C x H x W): weights below 2**31, or below 2**53 / (255 x num_values) for images of more than 16,448 values, so
+    that every key is an integer float64 holds exactly."""
+    high = min(2**31, 2**53 // (255 * num_values))
+    return torch.randint(1, high, (num_values,), generator=torch.Generator().manual_seed(0)).to(device)
 
 
 def image_fingerprint(images: Tensor, weights: Tensor | None = None) -> Tensor:
     """An exact int64 key (B,) of images (B, C, H, W) in [0, 1] that came from uint8 values: a fixed random integer
-    projection of the 0-255 values (no overflow below 2**63 for images up to 3x64x64). `weights`: the projection
-    (`fingerprint_weights`) already on the images' device, so that a caller fingerprinting every batch draws it
-    once."""
-    flat = images.flatten(1).mul(255).round().long()
+    projection of the 0-255 values. `weights`: the projection (`fingerprint_weights`) already on the images'
+    device, so that a caller fingerprinting every batch draws it once.
+
+    The projection is a float64 matrix-vector product: every partial sum is an integer below 2**53, so it is exact,
+    and it runs about 4x faster on a CPU than the same sum in int64 (0.17 against 0.7 ms for a batch of 128 MNIST
+    images; the latent GANs look their codes up every batch). MPS has no float64: there the sum is taken in int64."""
+    flat = images.flatten(1).mul(255).round_()
     if weights is None:
         weights = fingerprint_weights(flat.shape[1], flat.device)
-    return (flat * weights).sum(1)
+    if flat.device.type == "mps":
+        return (flat.long() * weights).sum(1)
+    return flat.double().mv(weights.double()).long()
 
 
 def serves_split_images_unchanged(datamodule) -> bool:

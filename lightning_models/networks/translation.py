@@ -161,9 +161,11 @@ class RecolorGenerator(nn.Module):
             layers += [nn.Conv2d(c, 2 * c, 4, 2, 1, bias=norm != "batch"), _norm(norm, 2 * c),
                        nn.LeakyReLU(0.2, inplace=True)]
         side, hidden = image_shape[-1] // 2**downsamplings, 8 * width
-        layers += [nn.Flatten(), nn.Linear(width * 2**downsamplings * side * side, hidden),
-                   nn.LeakyReLU(0.2, inplace=True), nn.Linear(hidden, channels)]
-        self.color = nn.Sequential(*layers)
+        layers += [nn.Flatten()]
+        head = [nn.Linear(width * 2**downsamplings * side * side, hidden), nn.LeakyReLU(0.2, inplace=True),
+                nn.Linear(hidden, channels)]
+        self.head_layers = len(head)  # the last layers of `color`, each generator's own under share_shape_features
+        self.color = nn.Sequential(*layers, *head)
 
     def share_shape_features(self, other: "RecolorGenerator") -> None:
         """Uses `other`'s convolutions (everything before the hidden layer) instead of its own, keeping its own
@@ -171,7 +173,7 @@ class RecolorGenerator(nn.Module):
         domains' images. The shared modules appear under both generators in the state dict."""
         if not isinstance(other, RecolorGenerator) or len(other.color) != len(self.color):
             raise ValueError("share_shape_features needs another RecolorGenerator of the same architecture")
-        self.color = nn.Sequential(*other.color[:-3], *self.color[-3:])
+        self.color = nn.Sequential(*other.color[:-other.head_layers], *self.color[-self.head_layers:])
 
     def forward(self, x: Tensor) -> Tensor:
         stroke = x.amax(1, keepdim=True)  # (B, 1, H, W) in [-1, 1]
