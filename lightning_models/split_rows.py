@@ -29,7 +29,8 @@ def image_fingerprint(images: Tensor, weights: Tensor | None = None) -> Tensor:
 
     The projection is a float64 matrix-vector product: every partial sum is an integer below 2**53, so it is exact,
     and it runs about 3x faster on a CPU than the same sum in int64 (0.07-0.12 against 0.24-0.33 ms for a batch of
-    128 MNIST images, benchmarks/RESULTS.md issue 8; the latent GANs look their codes up every batch). MPS has no float64: there the sum is taken in int64."""
+    128 MNIST images, benchmarks/RESULTS.md issue 8; the latent GANs look their codes up every batch). MPS has no
+    float64: there the sum is taken in int64."""
     flat = images.flatten(1).mul(255).round_()
     if weights is None:
         weights = fingerprint_weights(flat.shape[1], flat.device)
