@@ -18,7 +18,8 @@ from torch import Tensor
 from lightning_models.base import TrainingModule
 from lightning_models.losses import get_loss, gradient_penalty
 from lightning_models.networks.conv import Norm, WeightInit, init_weights
-from lightning_models.networks.translation import GeneratorKind, PatchDiscriminator, make_generator
+from lightning_models.networks.translation import (GeneratorKind, GeneratorOutput, PatchDiscriminator,
+                                                   make_generator)
 from lightning_models.translation_eval import TranslationMetrics, sorted_by_label, strips
 
 DIRECTIONS = ("AB", "BA")
@@ -49,6 +50,9 @@ class TranslationModule(TrainingModule):
             shifted copy of the stroke (strength: 1 = +-15 degrees, +-15% zoom, +-10% shift; 0 = off). The other
             generators ignore it (as "unet" ignores `generator_blocks`), so `--model.generator resnet` needs no
             other change to the CycleGAN config.
+        generator_output: how "resnet" and "unet" generators bound their output to [-1, 1]: "tanh" (the papers')
+            or "clamp" (clamped, with the gradient of a pixel outside [-1, 1] kept when it pulls the pixel back: no
+            saturated pixels stuck at the black background's value, see `InwardClamp`). "recolor" ignores it.
         share_generator_features: "recolor" G_AB and G_BA share the convolutions that read the stroke's shape (each
             keeps its own color head), so each learns the shapes from both domains' images; ignored by the others.
         discriminator_width: channels of the discriminators' first layer.
@@ -82,6 +86,7 @@ class TranslationModule(TrainingModule):
         downsamplings: int = 2,
         generator_norm: Norm = "instance",
         generator_warp: float = 0.0,
+        generator_output: GeneratorOutput = "tanh",
         share_generator_features: bool = False,
         discriminator_width: int = 32,
         discriminator_layers: int = 2,
@@ -107,7 +112,8 @@ class TranslationModule(TrainingModule):
         self.automatic_optimization = False
         self.gan_loss = get_loss(loss)
         shape = tuple(image_shape)
-        g_args = (shape, generator_width, generator_blocks, downsamplings, generator_norm, generator_warp)
+        g_args = (shape, generator_width, generator_blocks, downsamplings, generator_norm, generator_warp,
+                  generator_output)
         self.generator_ab = make_generator(generator, *g_args)
         self.generator_ba = make_generator(generator, *g_args)
         if share_generator_features and generator == "recolor":

@@ -18,6 +18,45 @@ from lightning_models.augment import random_affine
 from lightning_models.networks.conv import Norm, _maybe_sn, _norm
 
 GeneratorKind = Literal["resnet", "unet", "recolor"]
+GeneratorOutput = Literal["tanh", "clamp"]
+
+
+class _ClampPullingIn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        ctx.save_for_backward(x)
+        return x.clamp(-1.0, 1.0)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (x,) = ctx.saved_tensors
+        outward = ((x < -1) & (grad > 0)) | ((x > 1) & (grad < 0))  # descent would push it further out
+        return grad.masked_fill(outward, 0)
+
+
+class InwardClamp(nn.Module):
+    """Clamps to [-1, 1]. Gradient: inside the range, the loss's own; outside, only the part that pulls the
+    value back in (none that pushes it further out).
+
+    An output layer for generators trained with a pixel loss on images whose background sits at a bound (black
+    colored MNIST: -1). The background drives the last layer towards large negative pre-activations; under tanh,
+    a stroke pixel caught there gets a gradient of tanh' ~ 1e-4 and keeps the background's value for good (a
+    whole digit class painted black or with one channel off: benchmarks/RESULTS.md, issue 6 section 14). Here
+    it gets the full gradient towards its target. Passing every gradient through (a plain straight-through
+    clamp) instead lets the discriminator's gradient push the clamped background ever further out (to -300
+    within 3,000 batches), which blurred the strokes' colors and edges in the same runs.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _ClampPullingIn.apply(x)
+
+
+def _output(kind: GeneratorOutput) -> nn.Module:
+    if kind == "tanh":
+        return nn.Tanh()
+    if kind == "clamp":
+        return InwardClamp()
+    raise ValueError(f"--model.generator_output must be 'tanh' or 'clamp', got {kind!r}")
 
 
 def _check_size(size: int, downsamplings: int) -> None:
@@ -44,7 +83,7 @@ class ResidualBlock(nn.Module):
 class ResnetGenerator(nn.Module):
     """CycleGAN's generator (Johnson et al.): 7x7 convolution, `downsamplings` stride-2 convolutions (channels
     doubling from `width`), `num_blocks` residual blocks, as many stride-2 transposed convolutions back, 7x7
-    convolution to C channels, tanh.
+    convolution to C channels, `output` (tanh).
 
     Args:
         image_shape: (C, H, W) of input and output; H must be divisible by 2**downsamplings.
@@ -52,10 +91,11 @@ class ResnetGenerator(nn.Module):
         num_blocks: residual blocks at the lowest resolution.
         downsamplings: stride-2 levels (2 for 28x28).
         norm: normalisation ("instance" as in CycleGAN; "batch"; "none").
+        output: "tanh" (CycleGAN's) or "clamp" (`InwardClamp`): what bounds the output to [-1, 1].
     """
 
     def __init__(self, image_shape: tuple[int, int, int], width: int = 32, num_blocks: int = 6,
-                 downsamplings: int = 2, norm: Norm = "instance") -> None:
+                 downsamplings: int = 2, norm: Norm = "instance", output: GeneratorOutput = "tanh") -> None:
         super().__init__()
         channels = image_shape[0]
         _check_size(image_shape[-1], downsamplings)
@@ -70,7 +110,7 @@ class ResnetGenerator(nn.Module):
             c = width * 2**i
             layers += [nn.ConvTranspose2d(2 * c, c, 3, 2, 1, output_padding=1, bias=bias), _norm(norm, c),
                        nn.ReLU(inplace=True)]
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(width, channels, 7), nn.Tanh()]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(width, channels, 7), _output(output)]
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -87,10 +127,11 @@ class UNetGenerator(nn.Module):
         width: channels of the first encoder level, doubling per level.
         downsamplings: encoder levels (2 for 28x28).
         norm: normalisation of all but the outermost layers.
+        output: "tanh" (pix2pix's) or "clamp" (`InwardClamp`): what bounds the output to [-1, 1].
     """
 
     def __init__(self, image_shape: tuple[int, int, int], width: int = 32, downsamplings: int = 2,
-                 norm: Norm = "instance") -> None:
+                 norm: Norm = "instance", output: GeneratorOutput = "tanh") -> None:
         super().__init__()
         channels = image_shape[0]
         _check_size(image_shape[-1], downsamplings)
@@ -106,7 +147,7 @@ class UNetGenerator(nn.Module):
         self.up = nn.ModuleList(
             nn.Sequential(nn.ConvTranspose2d(2 * widths[i + 1], widths[i], 4, 2, 1, bias=bias), _norm(norm, widths[i]),
                           nn.ReLU(inplace=True))
-            if i > 0 else nn.Sequential(nn.ConvTranspose2d(2 * widths[1], channels, 4, 2, 1), nn.Tanh())
+            if i > 0 else nn.Sequential(nn.ConvTranspose2d(2 * widths[1], channels, 4, 2, 1), _output(output))
             for i in range(downsamplings)
         )
 
@@ -220,13 +261,13 @@ class PatchDiscriminator(nn.Module):
 
 
 def make_generator(kind: GeneratorKind, image_shape: tuple[int, int, int], width: int, num_blocks: int,
-                   downsamplings: int, norm: Norm, warp: float = 0.0) -> nn.Module:
+                   downsamplings: int, norm: Norm, warp: float = 0.0, output: GeneratorOutput = "tanh") -> nn.Module:
     """The generator called `kind` ("resnet", "unet" or "recolor"; `num_blocks` only applies to "resnet", `warp`
-    only to "recolor": the others ignore them)."""
+    only to "recolor", `output` only to "resnet" and "unet": the others ignore them)."""
     if kind == "resnet":
-        return ResnetGenerator(image_shape, width, num_blocks, downsamplings, norm)
+        return ResnetGenerator(image_shape, width, num_blocks, downsamplings, norm, output)
     if kind == "unet":
-        return UNetGenerator(image_shape, width, downsamplings, norm)
+        return UNetGenerator(image_shape, width, downsamplings, norm, output)
     if kind == "recolor":
         return RecolorGenerator(image_shape, width, downsamplings, norm, warp)
     raise ValueError(f"--model.generator must be 'resnet', 'unet' or 'recolor', got {kind!r}")

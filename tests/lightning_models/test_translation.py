@@ -6,6 +6,7 @@ import torch
 
 from lightning_models.cyclegan import CycleGAN
 from lightning_models.pix2pix import Pix2Pix
+from lightning_models.networks.translation import InwardClamp
 from lightning_models.translation import linear_decay
 from tests.lightning_models.translation_fixtures import one_thread  # noqa: F401 (autouse: one torch thread)
 from tests.lightning_models.translation_fixtures import fit, tiny
@@ -128,3 +129,43 @@ def test_dcgan_weight_init_reaches_all_four_networks(cls):
 def test_wgan_gp_loss_trains(mnist_dir):
     trainer = fit(tiny(Pix2Pix, loss="wgan_gp"), mnist_dir, max_steps=2)
     assert torch.isfinite(trainer.callback_metrics["train/loss_d"])
+
+
+@pytest.mark.parametrize("generator", ["unet", "resnet"])
+def test_clamp_output_moves_pixels_that_tanh_leaves_saturated(generator):
+    # The black background drives the generator's last bias far below -1. A pixel whose target is white is then
+    # stuck under tanh (gradient ~1e-6 at -8) but not under the straight-through clamp, whose output stays in [-1, 1].
+    images, white = torch.rand(4, 3, 28, 28) * 2 - 1, torch.ones(4, 3, 28, 28)
+    means = {}
+    for output in ("tanh", "clamp"):
+        torch.manual_seed(0)
+        net = tiny(Pix2Pix, generator=generator, generator_output=output).generator_ab
+        last = net.up[0][0] if generator == "unet" else net.layers[-2]  # the convolution before the output
+        with torch.no_grad():
+            last.bias.fill_(-8.0)
+        assert net(images).max() <= -0.99  # both start saturated black
+        opt = torch.optim.SGD(net.parameters(), lr=1.0)
+        for _ in range(40):
+            opt.zero_grad()
+            out = net(images)
+            assert out.min() >= -1 and out.max() <= 1
+            torch.nn.functional.l1_loss(out, white).backward()
+            opt.step()
+        means[output] = net(images).mean().item()
+    assert means["tanh"] < -0.99 and means["clamp"] > 0.9, means
+
+
+def test_generator_output_option():
+    assert isinstance(tiny(Pix2Pix).generator_ab.up[0][-1], torch.nn.Tanh)  # pix2pix's by default
+    recolor = tiny(CycleGAN, generator="recolor", generator_output="clamp")  # ignored, like generator_blocks
+    assert not any(isinstance(m, torch.nn.Tanh) for m in recolor.modules())
+    with pytest.raises(ValueError, match="--model.generator_output must be 'tanh' or 'clamp', got 'relu'"):
+        tiny(CycleGAN, generator_output="relu")
+
+
+def test_inward_clamp_keeps_only_the_gradient_that_pulls_back_into_range():
+    x = torch.tensor([-3.0, -3.0, 0.5, 0.5, 3.0, 3.0], requires_grad=True)
+    out = InwardClamp()(x)
+    assert out.tolist() == [-1.0, -1.0, 0.5, 0.5, 1.0, 1.0]
+    out.backward(torch.tensor([1.0, -1.0, 1.0, -1.0, -1.0, 1.0]))  # descent moves each value by -grad
+    assert x.grad.tolist() == [0.0, -1.0, 1.0, -1.0, 0.0, 1.0]  # further out: blocked; back in or inside: kept
