@@ -51,12 +51,17 @@ class InwardClamp(nn.Module):
         return _ClampPullingIn.apply(x)
 
 
+OUTPUTS = {"tanh": nn.Tanh, "clamp": InwardClamp}
+
+
+def _check_output(kind: GeneratorOutput) -> None:
+    if kind not in OUTPUTS:
+        raise ValueError(f"--model.generator_output must be 'tanh' or 'clamp', got {kind!r}")
+
+
 def _output(kind: GeneratorOutput) -> nn.Module:
-    if kind == "tanh":
-        return nn.Tanh()
-    if kind == "clamp":
-        return InwardClamp()
-    raise ValueError(f"--model.generator_output must be 'tanh' or 'clamp', got {kind!r}")
+    _check_output(kind)
+    return OUTPUTS[kind]()
 
 
 def _check_size(size: int, downsamplings: int) -> None:
@@ -263,7 +268,9 @@ class PatchDiscriminator(nn.Module):
 def make_generator(kind: GeneratorKind, image_shape: tuple[int, int, int], width: int, num_blocks: int,
                    downsamplings: int, norm: Norm, warp: float = 0.0, output: GeneratorOutput = "tanh") -> nn.Module:
     """The generator called `kind` ("resnet", "unet" or "recolor"; `num_blocks` only applies to "resnet", `warp`
-    only to "recolor", `output` only to "resnet" and "unet": the others ignore them)."""
+    only to "recolor", `output` only to "resnet" and "unet": the others ignore them, but a bad name is an error
+    whichever the kind)."""
+    _check_output(output)
     if kind == "resnet":
         return ResnetGenerator(image_shape, width, num_blocks, downsamplings, norm, output)
     if kind == "unet":

@@ -159,8 +159,9 @@ def test_generator_output_option():
     assert isinstance(tiny(Pix2Pix).generator_ab.up[0][-1], torch.nn.Tanh)  # pix2pix's by default
     recolor = tiny(CycleGAN, generator="recolor", generator_output="clamp")  # ignored, like generator_blocks
     assert not any(isinstance(m, torch.nn.Tanh) for m in recolor.modules())
-    with pytest.raises(ValueError, match="--model.generator_output must be 'tanh' or 'clamp', got 'relu'"):
-        tiny(CycleGAN, generator_output="relu")
+    for generator in ("resnet", "unet", "recolor"):  # a typo is an error even where the option does nothing
+        with pytest.raises(ValueError, match="--model.generator_output must be 'tanh' or 'clamp', got 'relu'"):
+            tiny(CycleGAN, generator=generator, generator_output="relu")
 
 
 def test_inward_clamp_keeps_only_the_gradient_that_pulls_back_into_range():
