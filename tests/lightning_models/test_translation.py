@@ -134,7 +134,8 @@ def test_wgan_gp_loss_trains(mnist_dir):
 @pytest.mark.parametrize("generator", ["unet", "resnet"])
 def test_clamp_output_moves_pixels_that_tanh_leaves_saturated(generator):
     # The black background drives the generator's last bias far below -1. A pixel whose target is white is then
-    # stuck under tanh (gradient ~1e-6 at -8) but not under the straight-through clamp, whose output stays in [-1, 1].
+    # stuck under tanh (gradient ~1e-6 at -8) but not under InwardClamp, which keeps the gradient pulling it back
+    # into range and whose output stays in [-1, 1].
     images, white = torch.rand(4, 3, 28, 28) * 2 - 1, torch.ones(4, 3, 28, 28)
     means = {}
     for output in ("tanh", "clamp"):
