@@ -4,7 +4,7 @@ tensors, the same per-batch work), and the data pipeline's images/second of each
 
     python benchmarks/collection_throughput.py DATA_DIR [--schemes classifier vae_joint pix2pix cyclegan cgan ...]
         [--batches N] [--repeats 3] [--val-size 500] [--data-only] [--compile] [--channels-last]
-        [--autoencoder AE_CHECKPOINT_OR_RUN_ROOT] [--gan GAN_RUN_ROOT]
+        [--autoencoder AE_CHECKPOINT_OR_RUN_ROOT] [--gan GAN_RUN_ROOT] [--set "--data.batch_size 512" ...]
 
 DATA_DIR holds MNIST/raw (see make_mnist_split.py). Each scheme is built from its config in configs/ (its default
 network sizes and batch size) through the CLI's parser, so the networks timed are the ones users train. Runs
@@ -298,6 +298,9 @@ def main(argv=None) -> None:
                         help="autoencoder checkpoint or run root for the latent GAN and few-label schemes")
     parser.add_argument("--gan", default="benchmarks/_work/dcgan_mnist_non_saturating_3000",
                         help="GAN checkpoint or run root whose generator the inversion scheme inverts")
+    parser.add_argument("--set", action="append", default=[], metavar='"--OPTION VALUE"',
+                        help="more CLI arguments for every scheme's config, e.g. --set \"--data.batch_size 512\" "
+                             "(both loops use the resulting model and datamodule); repeatable")
     args = parser.parse_args(argv)
     extra_callbacks = ([CompileNetworks()] if args.compile else []) + ([ChannelsLast()] if args.channels_last else [])
     print("| scheme (config) | batch | batches/epoch | plain img/s | ours img/s | ours/plain (medians) "
@@ -306,7 +309,8 @@ def main(argv=None) -> None:
     for name in args.schemes:
         torch.manual_seed(0)
         extra = [UPSTREAM[name][0], getattr(args, UPSTREAM[name][1])] if name in UPSTREAM else []
-        model, dm = build(SCHEMES[name], args.data_dir, "--data.val_size", str(args.val_size), *extra)
+        settings = [word for option in args.set for word in option.split()]
+        model, dm = build(SCHEMES[name], args.data_dir, "--data.val_size", str(args.val_size), *extra, *settings)
         data = statistics.median(data_rate(dm) for _ in range(3))
         if args.data_only:
             print(f"| {name} ({SCHEMES[name]}, {type(dm).__name__}) | {dm.batch_size} | {len(dm.train_dataloader())} "
