@@ -103,8 +103,6 @@ class TranslationModule(TrainingModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if not generator_warp >= 0:
-            raise ValueError(f"--model.generator_warp must be >= 0 (0 = off), got {generator_warp}")
         for name, value in (("lr", lr), ("discriminator_lr", discriminator_lr)):
             if value is not None and not value > 0:
                 raise ValueError(f"--model.{name} must be > 0, got {value}")

@@ -59,6 +59,11 @@ def _check_output(kind: GeneratorOutput) -> None:
         raise ValueError(f"--model.generator_output must be 'tanh' or 'clamp', got {kind!r}")
 
 
+def _check_warp(warp: float) -> None:
+    if not warp >= 0:
+        raise ValueError(f"--model.generator_warp must be >= 0 (0 = off), got {warp}")
+
+
 def _output(kind: GeneratorOutput) -> nn.Module:
     _check_output(kind)
     return OUTPUTS[kind]()
@@ -196,8 +201,7 @@ class RecolorGenerator(nn.Module):
     def __init__(self, image_shape: tuple[int, int, int], width: int = 32, downsamplings: int = 2,
                  norm: Norm = "instance", warp: float = 0.0) -> None:
         super().__init__()
-        if not warp >= 0:
-            raise ValueError(f"--model.generator_warp must be >= 0, got {warp}")
+        _check_warp(warp)
         self.warp = warp
         channels = image_shape[0]
         _check_size(image_shape[-1], downsamplings)
@@ -268,9 +272,10 @@ class PatchDiscriminator(nn.Module):
 def make_generator(kind: GeneratorKind, image_shape: tuple[int, int, int], width: int, num_blocks: int,
                    downsamplings: int, norm: Norm, warp: float = 0.0, output: GeneratorOutput = "tanh") -> nn.Module:
     """The generator called `kind` ("resnet", "unet" or "recolor"; `num_blocks` only applies to "resnet", `warp`
-    only to "recolor", `output` only to "resnet" and "unet": the others ignore them, but a bad name is an error
+    only to "recolor", `output` only to "resnet" and "unet": the others ignore them, but a bad value is an error
     whichever the kind)."""
     _check_output(output)
+    _check_warp(warp)
     if kind == "resnet":
         return ResnetGenerator(image_shape, width, num_blocks, downsamplings, norm, output)
     if kind == "unet":

@@ -137,8 +137,9 @@ def test_recolor_warp_changes_only_the_training_color_choice():
     assert not torch.allclose(warped(red), plain(red), atol=1e-4)
     plain.eval(), warped.eval()
     torch.testing.assert_close(warped(red), plain(red), rtol=0, atol=0)
-    with pytest.raises(ValueError, match="--model.generator_warp must be >= 0"):
-        tiny(CycleGAN, generator="recolor", generator_warp=-0.5)
+    for kind in ("recolor", "resnet"):  # a bad value is an error whichever generator ignores it
+        with pytest.raises(ValueError, match="--model.generator_warp must be >= 0"):
+            tiny(CycleGAN, generator=kind, generator_warp=-0.5)
     resnet = tiny(CycleGAN, generator="resnet", generator_warp=1.0).generator_ab  # ignored, like generator_blocks
     torch.manual_seed(1)
     first = resnet(red)
