@@ -29,6 +29,7 @@ import argparse
 import copy
 import os
 import resource
+import shlex
 import statistics
 import sys
 import time
@@ -306,10 +307,10 @@ def main(argv=None) -> None:
     print("| scheme (config) | batch | batches/epoch | plain img/s | ours img/s | ours/plain (medians) "
           "| median of the run ratios | data img/s | data / ours | runs |")
     print("|---|---|---|---|---|---|---|---|---|---|")
+    settings = [word for option in args.set for word in shlex.split(option)]
     for name in args.schemes:
         torch.manual_seed(0)
         extra = [UPSTREAM[name][0], getattr(args, UPSTREAM[name][1])] if name in UPSTREAM else []
-        settings = [word for option in args.set for word in option.split()]
         model, dm = build(SCHEMES[name], args.data_dir, "--data.val_size", str(args.val_size), *extra, *settings)
         data = statistics.median(data_rate(dm) for _ in range(3))
         if args.data_only:
