@@ -1,10 +1,11 @@
 """Makes a small MNIST-layout data folder from one IDX file pair, for benchmarks and checks on machines that only
 hold the official test set.
 
-    python benchmarks/make_mnist_split.py SOURCE_DIR OUTPUT_DIR [NUM_TRAIN] [--dataset-folder MNIST]
+    python benchmarks/make_mnist_split.py SOURCE_DIR OUTPUT_DIR [NUM_TRAIN] [--num-test N] [--dataset-folder MNIST]
 
 reads `SOURCE_DIR/t10k-{images-idx3,labels-idx1}-ubyte[.gz]`, and writes the first NUM_TRAIN images (default 8000)
-as `OUTPUT_DIR/MNIST/raw/train-*-ubyte.gz` and the rest as `OUTPUT_DIR/MNIST/raw/t10k-*-ubyte.gz`, so that
+as `OUTPUT_DIR/MNIST/raw/train-*-ubyte.gz` and the rest (or only the last N with --num-test, so a smaller training
+split keeps the same test images) as `OUTPUT_DIR/MNIST/raw/t10k-*-ubyte.gz`, so that
 `MNISTDataModule(data_dir=OUTPUT_DIR)` reads them as the official train/test pair.
 """
 
@@ -33,7 +34,8 @@ def write_idx_gz(path: str, array: Tensor) -> None:
         f.write(header + data.tobytes())
 
 
-def make_split(source_dir: str, output_dir: str, num_train: int, dataset_folder: str = "MNIST") -> str:
+def make_split(source_dir: str, output_dir: str, num_train: int, dataset_folder: str = "MNIST",
+               num_test: int | None = None) -> str:
     """Writes the split and returns the folder of the written files."""
     paths = [find_idx_file(source_dir, "t10k-" + name) for name in NAMES]
     if None in paths:
@@ -41,9 +43,12 @@ def make_split(source_dir: str, output_dir: str, num_train: int, dataset_folder:
     images, labels = (read_idx(p) for p in paths)
     if not 0 < num_train < len(labels):
         raise ValueError(f"num_train must be in (0, {len(labels)}), got {num_train}")
+    num_test = len(labels) - num_train if num_test is None else num_test
+    if not 0 < num_test <= len(labels) - num_train:
+        raise ValueError(f"num_test must be in (0, {len(labels) - num_train}], got {num_test}")
     raw = os.path.join(output_dir, dataset_folder, "raw")
     os.makedirs(raw, exist_ok=True)
-    for prefix, rows in (("train", slice(0, num_train)), ("t10k", slice(num_train, None))):
+    for prefix, rows in (("train", slice(0, num_train)), ("t10k", slice(len(labels) - num_test, None))):
         write_idx_gz(os.path.join(raw, f"{prefix}-{NAMES[0]}.gz"), images[rows])
         write_idx_gz(os.path.join(raw, f"{prefix}-{NAMES[1]}.gz"), labels[rows])
     return raw
@@ -54,9 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("source_dir", help="folder holding t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz]")
     parser.add_argument("output_dir", help="data_dir to create (files go to OUTPUT_DIR/<dataset-folder>/raw)")
     parser.add_argument("num_train", type=int, nargs="?", default=8000, help="images for the train file")
+    parser.add_argument("--num-test", type=int, default=None, help="test images: the last N (default: all the rest)")
     parser.add_argument("--dataset-folder", default="MNIST", help="MNIST or FashionMNIST (torchvision layout)")
     args = parser.parse_args(argv)
-    raw = make_split(args.source_dir, args.output_dir, args.num_train, args.dataset_folder)
+    raw = make_split(args.source_dir, args.output_dir, args.num_train, args.dataset_folder, args.num_test)
     print(f"wrote {raw}")
     return 0
 

@@ -6,7 +6,7 @@ training device (`transform_batch`: coloring, pairing). Everything per batch is 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
@@ -22,8 +22,11 @@ class ImageDataModule(pl.LightningDataModule):
         data_dir: root folder of the datasets (torchvision layout).
         batch_size: images per batch on each device.
         eval_batch_size: batch size for validation/test/predict (default: `batch_size`).
-        download: fetch missing files with torchvision (never done unless asked).
+        download: fetch missing files with torchvision. Each datamodule sets its default: on for MNIST and
+            Fashion-MNIST (fetched on first use), off for CelebA (its host refuses often) and folders.
         seed: seed of the training order and of any random split/coloring, so runs are reproducible.
+        test_split: the split `test` scores against: "test", or "val" to choose settings (checkpoints, options)
+            on the validation split and report the test split once, for the chosen setting.
     """
 
     #: (channels, height, width) of the images this module serves; set by subclasses in `__init__`.
@@ -38,10 +41,14 @@ class ImageDataModule(pl.LightningDataModule):
         eval_batch_size: int | None = None,
         download: bool = False,
         seed: int = 0,
+        test_split: Literal["test", "val"] = "test",
     ) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"--data.batch_size must be >= 1, got {batch_size}")
+        if test_split not in ("test", "val"):
+            raise ValueError(f"--data.test_split must be 'test' or 'val', got {test_split!r}")
+        self.test_split = test_split
         self.data_dir = data_dir
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
@@ -66,7 +73,7 @@ class ImageDataModule(pl.LightningDataModule):
         return self._splits[name]
 
     def setup(self, stage: str | None = None) -> None:
-        needed = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["test"]}
+        needed = {"fit": ["train", "val"], "validate": ["val"], "test": [self.test_split], "predict": ["test"]}
         for name in needed.get(stage or "", ["train", "val", "test"]):
             self.split(name)
 
@@ -97,7 +104,7 @@ class ImageDataModule(pl.LightningDataModule):
         return self._loader("val", train=False)
 
     def test_dataloader(self) -> BatchLoader:
-        return self._loader("test", train=False)
+        return self._loader(self.test_split, train=False)
 
     def predict_dataloader(self) -> BatchLoader:
         return self._loader("test", train=False)

@@ -11,6 +11,7 @@ import hashlib
 import os
 import tempfile
 import warnings
+from typing import Literal
 
 import numpy as np
 import torch
@@ -148,7 +149,8 @@ class CelebADataModule(ImageDataModule):
             as most CelebA GAN/VAE setups do); null: the largest centered square (178).
         attributes: names from `list_attr_celeba.txt` (e.g. [Smiling, Male]) served as batch key `attributes`,
             float (B, A) in {0, 1}, in this order; null: none.
-        download: fetch the dataset with torchvision if files are missing (off by default).
+        download: fetch the dataset with torchvision if files are missing. Off by default, unlike MNIST: its
+            host (Google Drive) often refuses with a quota error, so get the files by hand (see README).
         seed: seed of the training order.
         num_workers: processes decoding the JPEGs at setup (0: the main process; null: up to 8, one per CPU).
         cache_dir: folder where decoded splits are kept as `.pt` files (keyed by split, size and crop) and
@@ -165,10 +167,11 @@ class CelebADataModule(ImageDataModule):
         attributes: list[str] | None = None,
         download: bool = False,
         seed: int = 0,
+        test_split: Literal["test", "val"] = "test",
         num_workers: int | None = None,
         cache_dir: str | None = None,
     ) -> None:
-        super().__init__(data_dir, batch_size, eval_batch_size, download, seed)
+        super().__init__(data_dir, batch_size, eval_batch_size, download, seed, test_split)
         if image_size < 8:
             raise ValueError(f"--data.image_size must be >= 8, got {image_size}")
         if crop_size is not None and crop_size < 1:

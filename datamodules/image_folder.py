@@ -21,16 +21,26 @@ def read_image_folder(folder: str, image_size: int, channels: int) -> Tensor:
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"--data.data_dir {folder!r}: no such folder. Point it at a folder of image files "
                                 f"({', '.join(EXTENSIONS)})")
-    names = sorted(n for n in os.listdir(folder) if n.lower().endswith(EXTENSIONS))
+    names = sorted(n for n in os.listdir(folder)
+                   if n.lower().endswith(EXTENSIONS) and os.path.isfile(os.path.join(folder, n)))
     if not names:
         raise FileNotFoundError(f"--data.data_dir {folder!r} holds no image files ({', '.join(EXTENSIONS)})")
-    images = []
+    images, broken = [], []
     for name in names:
-        with Image.open(os.path.join(folder, name)) as image:
-            image = image.convert("L" if channels == 1 else "RGB").resize((image_size, image_size),
-                                                                          Image.Resampling.BILINEAR)
-            pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+        try:
+            with Image.open(os.path.join(folder, name)) as image:
+                image = image.convert("L" if channels == 1 else "RGB").resize((image_size, image_size),
+                                                                              Image.Resampling.BILINEAR)
+                pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:  # PIL's corrupt/truncated
+            broken.append(f"{name} ({err})")
+            continue
         images.append(pixels.view(image_size, image_size, channels).permute(2, 0, 1))
+    if broken:  # all of them at once, so one fix is enough
+        listed = "; ".join(broken[:5]) + (f"; and {len(broken) - 5} more" if len(broken) > 5 else "")
+        raise ValueError(f"--data.data_dir {folder!r}: {len(broken)} of {len(names)} image files cannot be decoded "
+                         f"(corrupt or truncated): {listed}. Replace them with whole copies, or move them out of the "
+                         "folder.")
     return torch.stack(images)
 
 

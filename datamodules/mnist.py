@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import sys
 from typing import Literal
 
 import torch
@@ -26,25 +29,74 @@ _FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
           "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
 
-def load_mnist_split(data_dir: str, dataset: str, train: bool, download: bool = False) -> tuple[Tensor, Tensor]:
-    """Returns (images uint8 (N, 1, 28, 28), labels int64 (N,)) of the official train or test file pair."""
+_ALL_FILES = ", ".join(n + ".gz" for pair in _FILES.values() for n in pair)
+
+
+def find_mnist_files(data_dir: str, dataset: str, train: bool, download: bool = False) -> list[str]:
+    """The (images, labels) files of the official train or test pair under `data_dir/<folder>/raw`, gzipped or
+    extracted; missing ones are downloaded first when `download` (see `download_mnist`). Missing files are a
+    FileNotFoundError naming the folder, the files and the fix."""
     if dataset not in DATASETS:
         raise ValueError(f"--data.dataset must be one of {sorted(DATASETS)}, got {dataset!r}")
-    tv_class, folder_name, _ = DATASETS[dataset]
+    folder_name = DATASETS[dataset][1]
     raw = os.path.join(data_dir, folder_name, "raw")
     names = _FILES["train" if train else "test"]
     paths = [find_idx_file(raw, n) for n in names]
     if None in paths and download:
-        tv_class(data_dir, train=train, download=True)  # torchvision fetches and checks the md5 sums
+        download_mnist(data_dir, dataset)
         paths = [find_idx_file(raw, n) for n in names]
     if None in paths:
         missing = [n + ".gz" for n, p in zip(names, paths) if p is None]
         raise FileNotFoundError(
             f"{dataset}: missing {', '.join(missing)} in {os.path.abspath(raw)}. Expected the official files "
-            f"{', '.join(n + '.gz' for pair in _FILES.values() for n in pair)} (gzipped or extracted) there. "
-            f"Pass --data.download true to fetch them with torchvision, or copy them into that folder "
-            f"(or point --data.data_dir at the folder that contains {folder_name}/raw)."
+            f"{_ALL_FILES} (gzipped or extracted) there. Pass --data.download true (the default) to fetch them with "
+            f"torchvision, or copy them into that folder (or point --data.data_dir at the folder that contains "
+            f"{folder_name}/raw)."
         )
+    return paths
+
+
+def download_mnist(data_dir: str, dataset: str) -> None:
+    """Fetches the official files of `dataset` with torchvision (which checks their md5 sums) into
+    `data_dir/<folder>/raw`. They are downloaded into a temporary folder beside it and moved in once all are
+    there, so a failed or interrupted download leaves nothing behind: no folder, and no partial file that the
+    next run would take for a corrupt one. A failure is a FileNotFoundError of one line: the folder, the reason
+    (no network, a proxy, a mirror down, a full disk) and how to get the files by hand."""
+    tv_class, folder_name, _ = DATASETS[dataset]
+    raw = os.path.join(data_dir, folder_name, "raw")
+    created = [d for d in (data_dir, os.path.dirname(raw), raw) if not os.path.isdir(d)]
+    print(f"{dataset}: downloading {_ALL_FILES} into {os.path.abspath(raw)} (--data.download false: never)",
+          file=sys.stderr)
+    staging = os.path.join(data_dir, f".download-{folder_name}-{os.getpid()}")
+    try:
+        os.makedirs(staging, exist_ok=True)
+        tv_class(staging, train=True, download=True)  # all four files
+        os.makedirs(raw, exist_ok=True)
+        fetched = os.path.join(staging, folder_name, "raw")
+        for name in os.listdir(fetched):
+            if not os.path.exists(os.path.join(raw, name)):
+                os.replace(os.path.join(fetched, name), os.path.join(raw, name))
+    except (OSError, RuntimeError) as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder in reversed(created):  # only the folders this call made, and only when empty
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        reason = lines[-1] if lines else type(err).__name__
+        raise FileNotFoundError(
+            f"{dataset}: could not download the missing files into {os.path.abspath(raw)} "
+            f"({lines[0].rstrip(':') + ': ' if len(lines) > 1 else ''}{reason}). Check the network (or the "
+            f"https_proxy setting), or copy {_ALL_FILES} into that folder from a machine that has them "
+            "(then nothing is downloaded; --data.download false never tries)."
+        ) from err
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def load_mnist_split(data_dir: str, dataset: str, train: bool, download: bool = False) -> tuple[Tensor, Tensor]:
+    """Returns (images uint8 (N, 1, 28, 28), labels int64 (N,)) of the official train or test file pair
+    (`find_mnist_files`: downloaded first when missing and `download`)."""
+    paths = find_mnist_files(data_dir, dataset, train, download)
     images, labels = (read_idx(p) for p in paths)
     if images.dim() != 3 or labels.dim() != 1 or len(images) != len(labels):
         raise ValueError(f"{paths[0]} and {paths[1]}: expected (N, H, W) images and N labels, got "
@@ -74,6 +126,8 @@ class MNISTDataModule(ImageDataModule):
         dataset: `mnist` or `fashion_mnist` (read from `data_dir/MNIST/raw` or `data_dir/FashionMNIST/raw`).
         image_size: side of the served images; 28 is native, others are resized once at setup (e.g. 32, 64).
         val_size: images of the official training file held out for validation.
+        download: fetch the official files with torchvision when they are missing from `data_dir` (on by
+            default, about 11 MB; needs the network once). false: never use the network.
     """
 
     def __init__(
@@ -84,10 +138,11 @@ class MNISTDataModule(ImageDataModule):
         eval_batch_size: int | None = None,
         image_size: int = 28,
         val_size: int = 5000,
-        download: bool = False,
+        download: bool = True,
         seed: int = 0,
+        test_split: Literal["test", "val"] = "test",
     ) -> None:
-        super().__init__(data_dir, batch_size, eval_batch_size, download, seed)
+        super().__init__(data_dir, batch_size, eval_batch_size, download, seed, test_split)
         if dataset not in DATASETS:
             raise ValueError(f"--data.dataset must be one of {sorted(DATASETS)}, got {dataset!r}")
         if image_size < 8:
@@ -100,9 +155,9 @@ class MNISTDataModule(ImageDataModule):
         self.num_classes = len(self.class_names)
 
     def prepare_data(self) -> None:
-        if self.download:  # runs on one process per node; reading happens in setup on every rank
+        if self.download:  # one process per node fetches what is missing; setup reads on every rank
             for train in (True, False):
-                load_mnist_split(self.data_dir, self.dataset, train, download=True)
+                find_mnist_files(self.data_dir, self.dataset, train, download=True)
 
     def _read(self, train: bool) -> dict[str, Tensor]:
         images, labels = load_mnist_split(self.data_dir, self.dataset, train, download=self.download)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextvars
 import inspect
-import os
 import warnings
 from typing import Any
 
@@ -174,16 +173,7 @@ def _build_autoencoder(path: str | None, hparams: dict | None, option: str) -> A
     if not path:
         raise ValueError(f"{option} is required: the checkpoint of a trained autoencoder (a last.ckpt, or a run "
                          f"root such as runs/ae_mnist). {TRAIN_HINT} first.")
-    if os.path.isdir(path):
-        from lightning_models.callbacks import find_last_checkpoint
+    from lightning_models.checkpoints import load_module
 
-        path = find_last_checkpoint(path) or path
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{option} {path!r}: no such autoencoder checkpoint. {TRAIN_HINT}, then pass "
-                                "its checkpoints/last.ckpt or its run root (runs/ae_mnist).")
-    try:
-        return Autoencoder.load_from_checkpoint(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling, missing keys, wrong shapes: not an Autoencoder checkpoint
-        detail = (str(err).strip().splitlines() or [""])[0][:300]
-        raise ValueError(f"{option} {path!r} is not an Autoencoder checkpoint ({type(err).__name__}: {detail}). "
-                         f"{TRAIN_HINT}.") from err
+    return load_module(Autoencoder, path, option, f"{TRAIN_HINT}, then pass its checkpoints/last.ckpt or its run "
+                       "root (runs/ae_mnist)", map_location="cpu")

@@ -8,6 +8,7 @@ their training scheme; everything here is what truly every subclass uses.
 from __future__ import annotations
 
 import math
+import os
 import zlib
 from contextlib import contextmanager
 from typing import Any, Collection, Iterator, Mapping
@@ -16,10 +17,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-
-def _plain(value: Any) -> Any:
-    """Lists and tuples compare equal (YAML gives lists, code tuples)."""
-    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+from lightning_models.progress import phase_progress
 
 
 def _mean(values: list[Tensor | float]) -> Tensor | float:
@@ -153,29 +151,40 @@ class TrainingModule(pl.LightningModule):
         Subclasses overriding this hook call `super()`."""
         checkpoint["model_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
 
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: str | os.PathLike, map_location: Any = None,
+                             hparams_file: str | None = None, strict: bool | None = None,
+                             weights_only: bool | None = None, **kwargs: Any) -> Any:
+        """Lightning's `load_from_checkpoint` (same arguments), taking a checkpoint file or a run root (its newest
+        last.ckpt). Always `weights_only` (`weights_only=False` is ignored: checkpoints of this project hold
+        tensors and plain data only). A file that is not a checkpoint of this class (empty, text, truncated,
+        another model, an older layout, pickled code) is a one-line error naming it (`lightning_models.checkpoints`)."""
+        from lightning_models.checkpoints import load_module
+
+        return load_module(cls, checkpoint_path, map_location=map_location, hparams_file=hparams_file, strict=strict,
+                           **kwargs)
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        """`nn.Module.load_state_dict`; with `strict`, weights that do not fit this model's (another model, or an
+        older layout of this one) are a ValueError that says so, instead of torch's pages of key names."""
+        if strict:
+            from lightning_models.checkpoints import check_weight_names
+
+            check_weight_names(self, state_dict)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def check_inputs(self, stage: str) -> None:
+        """Reads and checks the files `stage` ("fit", "test", ...) will need besides the data and `--ckpt_path`
+        (e.g. the classifier of `test`). `cli.py` calls it before any logger, W&B run or folder is created, so a
+        wrong path is refused with nothing written. Subclasses that read files override it and call `super()`."""
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refuses, before any weight is loaded, a checkpoint of another model class or of another image shape.
-        Subclasses overriding this hook call `super()` first."""
-        mine = f"{type(self).__module__}.{type(self).__qualname__}"
-        saved = checkpoint.get("model_class")
-        if saved is not None and saved.rsplit(".", 1)[-1] != type(self).__qualname__:
-            raise ValueError(f"this checkpoint holds a {saved}, not a {mine}: use the config (or class) it was "
-                             f"trained with, e.g. `--config` of that run's config.yaml, or {saved}.load_from_checkpoint")
-        saved_hparams = checkpoint.get("hyper_parameters") or {}
-        saved_shape, my_shape = saved_hparams.get("image_shape"), self.hparams.get("image_shape")
-        if saved_shape is not None and my_shape is not None and tuple(saved_shape) != tuple(my_shape):
-            raise ValueError(f"this checkpoint was trained on images of shape {tuple(saved_shape)} (C, H, W), but the "
-                             f"data gives {tuple(my_shape)}: use the same --data.image_size / --data.dataset as in "
-                             "training (see the run's config.yaml)")
-        my_weights = self.state_dict()
-        saved_weights = checkpoint.get("state_dict", {})
-        if any(k in my_weights and tuple(v.shape) != tuple(my_weights[k].shape) for k, v in saved_weights.items()):
-            differ = {k: (v, self.hparams.get(k)) for k, v in saved_hparams.items()
-                      if not k.startswith("_") and k in self.hparams and _plain(v) != _plain(self.hparams.get(k))}
-            listing = ", ".join(f"{k}: {a!r} in the checkpoint, {b!r} now" for k, (a, b) in differ.items())
-            raise ValueError(f"this checkpoint's networks have other sizes than the model built from the config "
-                             f"({listing or 'options differ'}): pass the options it was trained with, e.g. "
-                             "`--config <run>/config.yaml` (each run saves its resolved config there)")
+        """Refuses, before any weight is loaded, a checkpoint of another model class, of another image shape or
+        with other network sizes (`lightning_models.checkpoints.check_fits`). Subclasses overriding this hook
+        call `super()` first."""
+        from lightning_models.checkpoints import check_fits
+
+        check_fits(self, checkpoint)
 
     def check_finite(self, **losses: Tensor) -> None:
         """Stops training (before any optimizer step) when a loss is NaN/inf, naming the step and the loss."""
@@ -242,6 +251,16 @@ class GenerativeModule(TrainingModule):
         return ((images.float() - low) / (high - low)).clamp_(0, 1)
 
     # --- cli.py test: sample quality in a classifier's feature space -----------------------------------------------
+    def check_inputs(self, stage: str) -> None:
+        """`test` reads the classifier of `classifier_path`: checked (and kept for the test) before anything
+        starts. Without the option the test itself says what is missing (some subclasses score without it)."""
+        super().check_inputs(stage)
+        path = self.hparams.get("classifier_path")
+        if stage == "test" and path:
+            from lightning_models.evaluation import SampleEvaluator
+
+            self.__dict__["_checked_evaluator"] = (path, SampleEvaluator(path, self.num_classes, self.conditional))
+
     def on_test_epoch_start(self) -> None:
         from lightning_models.evaluation import SampleEvaluator
 
@@ -249,22 +268,31 @@ class GenerativeModule(TrainingModule):
         if not path:
             raise ValueError(f"`test` on {type(self).__name__} needs --model.classifier_path PATH (a classifier "
                              "checkpoint; train one with `python cli.py fit --config configs/classifier_mnist.yaml`)")
-        self.evaluator = SampleEvaluator(path, self.num_classes, self.conditional).to(self.device)
+        checked_path, evaluator = self.__dict__.pop("_checked_evaluator", (None, None))
+        if checked_path != path:
+            evaluator = SampleEvaluator(path, self.num_classes, self.conditional)
+        self.evaluator = evaluator.to(self.device)
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self.evaluator.update_real(batch["image"])
+        self.evaluator.update_real(batch["image"], batch.get("label"))
 
     def on_test_epoch_end(self) -> None:
         from lightning_models.evaluation import sample_in_chunks
 
         rng = torch.Generator(device=self.device).manual_seed(12345 + self.global_rank)
-        for images, labels in sample_in_chunks(
-            lambda k, y: self.sample(k, y, generator=rng), self.hparams.num_eval_samples,
-            self.trainer.datamodule.eval_batch_size, self.num_classes, self.conditional, self.device,
-            rank=self.global_rank, world_size=self.trainer.world_size,
-        ):
-            self.evaluator.update_fake(images, labels)
-        self.log_dict({f"test/{k}": v for k, v in self.evaluator.compute().items()}, sync_dist=False)
+        n, rank, world = self.hparams.num_eval_samples, self.global_rank, self.trainer.world_size
+        batch_size = self.trainer.datamodule.eval_batch_size
+        with phase_progress(self.trainer, f"test: sampling for the classifier metrics (batches of {batch_size})",
+                            len(range(rank, n, world)), "samples") as progress:
+            for images, labels in sample_in_chunks(
+                lambda k, y: self.sample(k, y, generator=rng), n, batch_size, self.num_classes, self.conditional,
+                self.device, rank=rank, world_size=world,
+            ):
+                self.evaluator.update_fake(images, labels)
+                progress(len(images))
+        with phase_progress(self.trainer, "test: computing the scores (Fréchet distance, KID, precision/recall)"):
+            scores = self.evaluator.compute()
+        self.log_dict({f"test/{k}": v for k, v in scores.items()}, sync_dist=False)
         del self.evaluator
 
     # --- cli.py predict -------------------------------------------------------------------------------------

@@ -6,6 +6,13 @@
   (mode collapse shows up as missing classes).
 - `conditional_accuracy`: for conditional models, how often the classifier agrees with the requested label.
 - `classifier_confidence`: mean max softmax probability (blurry or garbled samples get low confidence).
+- `precision_classifier`, `recall_classifier`: improved precision and recall (k-NN manifolds, k = 3): fidelity and
+  diversity apart; `kid_classifier`: the kernel distance (KID); `diversity_classifier`: the samples' mean pairwise
+  feature distance over the real images' (1 = as varied as the data, 0 = one image repeated).
+- for conditional models, per class c (samples asked for c against real images of class c):
+  `class_fid_classifier/<c>` with its mean and worst over the classes (`class_fid_classifier_mean`, `_worst`), and
+  the within-class diversity ratio `class_diversity_classifier/<c>` (`class_diversity_classifier_mean`, `_worst`):
+  a generator that draws one digit per class scores 100% conditional accuracy but a diversity near 0.
 
 Every accumulated quantity is a torchmetrics state, so under DDP each rank updates with its own samples and
 `compute()` reduces across ranks with no extra code.
@@ -13,7 +20,6 @@ Every accumulated quantity is a torchmetrics state, so under DDP each rank updat
 
 from __future__ import annotations
 
-import os
 from typing import Callable, Iterator
 
 import torch
@@ -25,31 +31,23 @@ from torchmetrics.aggregation import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.image.fid import FrechetInceptionDistance
 
+from lightning_models.checkpoints import load_module
 from lightning_models.classifier import Classifier
+from lightning_models.feature_metrics import (LabelledFeatures, frechet_distance, kernel_distance,
+                                              mean_pairwise_distance, precision_recall)
 
 TRAIN_HINT = "Train one with `python cli.py fit --config configs/classifier_mnist.yaml` (or the config of your dataset)"
 
 
 def load_classifier(path: str) -> Classifier:
-    """The Classifier saved at `path` (a checkpoint file, or a run root: its newest run's last.ckpt), on the CPU, in eval mode, with frozen weights.
+    """The Classifier saved at `path` (a checkpoint file, or a run root: its newest run's last.ckpt), on the CPU, in
+    eval mode, with frozen weights.
 
-    Raises FileNotFoundError if there is no file and ValueError if it is not a Classifier checkpoint,
-    both naming the path and how to train one.
+    Every bad path (missing, unreadable, not a checkpoint, another model's, an older layout) is a FileNotFoundError,
+    PermissionError or ValueError naming `--model.classifier_path`, the file, what is wrong and how to train one
+    (`lightning_models.checkpoints`; weights-only, so a file cannot run code).
     """
-    if os.path.isdir(path):  # a run root such as runs/classifier_mnist: its newest run's last.ckpt
-        from lightning_models.callbacks import find_last_checkpoint
-
-        path = find_last_checkpoint(path) or path
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"classifier checkpoint {path!r} not found. {TRAIN_HINT}, then pass its checkpoint "
-                                "or the run root (runs/classifier_mnist: its newest last.ckpt).")
-    try:
-        # weights_only: a path from a config should not be able to run code; our checkpoints hold plain data
-        classifier = Classifier.load_from_checkpoint(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling, missing keys, shape mismatches: all mean "not a Classifier checkpoint"
-        detail = (str(err).strip().splitlines() or [""])[0][:300]  # the first line; key lists can be pages long
-        raise ValueError(f"{path!r} is not a Classifier checkpoint ({type(err).__name__}: {detail}). "
-                         f"{TRAIN_HINT}.") from err
+    classifier = load_module(Classifier, path, "--model.classifier_path", TRAIN_HINT, map_location="cpu")
     classifier.eval()
     classifier.requires_grad_(False)
     return classifier
@@ -132,7 +130,7 @@ class SampleEvaluator(nn.Module):
     """Accumulates real test images and generated samples, and computes the scores listed in the module doc.
 
     An `nn.Module` so that its metric states follow the LightningModule's device and sync under DDP. Typical use
-    in a test epoch: `update_real(batch["image"])` per test batch, `update_fake(images, labels)` for the samples
+    in a test epoch: `update_real(batch["image"], batch["label"])` per test batch, `update_fake(images, labels)` for the samples
     (see `sample_in_chunks`), `compute()` once at the end, then `reset()`.
 
     Args:
@@ -159,6 +157,8 @@ class SampleEvaluator(nn.Module):
         self.histogram = ClassHistogram(num_classes)
         self.confidence = MeanMetric()
         self.conditional_accuracy = MulticlassAccuracy(num_classes, average="micro") if conditional else None
+        self.real_set = LabelledFeatures()  # features and true labels of the real images
+        self.fake_set = LabelledFeatures()  # features and requested labels (or none) of the samples
 
     @staticmethod
     def _check_range(images: Tensor, what: str) -> None:
@@ -166,10 +166,15 @@ class SampleEvaluator(nn.Module):
         if low < -1e-3 or high > 1 + 1e-3:  # catches samples left in [-1, 1] (tanh) instead of [0, 1]
             raise ValueError(f"SampleEvaluator: {what} must be in [0, 1], got values in [{low:.3f}, {high:.3f}]")
 
-    def update_real(self, images: Tensor) -> None:
-        """Adds real images (B, C, H, W) in [0, 1] to the real side of the Fréchet distance."""
+    def update_real(self, images: Tensor, labels: Tensor | None = None) -> None:
+        """Adds real images (B, C, H, W) in [0, 1] and their labels (B,) to the real side (the per-class scores
+        of a conditional evaluator need the labels)."""
+        if self.conditional and labels is None:
+            raise ValueError("SampleEvaluator(conditional=True).update_real needs the real images' labels")
         self._check_range(images, "real images")
-        self.fid.update(images, real=True)
+        features = self.extractor(images)
+        self.fid.update(features, real=True)
+        self.real_set.update(features, labels)
 
     def update_fake(self, images: Tensor, requested_labels: Tensor | None = None) -> None:
         """Adds generated images (B, C, H, W) in [0, 1]; `requested_labels` (B,) are required iff conditional."""
@@ -181,6 +186,7 @@ class SampleEvaluator(nn.Module):
         self._check_range(images, "generated images")
         features = self.extractor(images)  # one classifier pass for all scores
         self.fid.update(features, real=False)
+        self.fake_set.update(features, requested_labels)
         probabilities = self.extractor.logits(features).softmax(dim=1)
         confidence, predicted = probabilities.max(dim=1)
         self.histogram.update(predicted)
@@ -204,6 +210,11 @@ class SampleEvaluator(nn.Module):
         }
         if self.conditional_accuracy is not None:
             scores["conditional_accuracy"] = self.conditional_accuracy.compute().float()
+        real, real_labels = self.real_set.compute()
+        fake, fake_labels = self.fake_set.compute()
+        scores.update(set_scores(real, fake))
+        if self.conditional:
+            scores.update(class_scores(real, real_labels, fake, fake_labels, self.num_classes))
         return scores
 
     def reset(self, real: bool = True) -> None:
@@ -213,8 +224,44 @@ class SampleEvaluator(nn.Module):
         self.fid.reset_real_features = True
         self.histogram.reset()
         self.confidence.reset()
+        self.fake_set.reset()
+        if real:
+            self.real_set.reset()
         if self.conditional_accuracy is not None:
             self.conditional_accuracy.reset()
+
+
+def set_scores(real: Tensor, fake: Tensor, k: int = 3) -> dict[str, Tensor]:
+    """Precision, recall, KID and the diversity ratio of sample features `fake` against `real` (see the module
+    doc); precision and recall need more than `k` points on each side and are left out otherwise."""
+    scores = {"kid_classifier": kernel_distance(real, fake),
+              "diversity_classifier": mean_pairwise_distance(fake) / mean_pairwise_distance(real)}
+    if min(len(real), len(fake)) > k:
+        scores["precision_classifier"], scores["recall_classifier"] = precision_recall(real, fake, k)
+    return scores
+
+
+def class_scores(real: Tensor, real_labels: Tensor, fake: Tensor, fake_labels: Tensor,
+                 num_classes: int) -> dict[str, Tensor]:
+    """Per class c: the Fréchet distance and the diversity ratio of the samples asked for c against the real
+    images of class c, each with its mean and worst over the classes. A class with fewer than 2 real images or 2
+    samples has no score (tiny test sets); the means are over the classes that have one."""
+    fids, ratios = {}, {}
+    for c in range(num_classes):
+        real_c, fake_c = real[real_labels == c], fake[fake_labels == c]
+        if min(len(real_c), len(fake_c)) < 2:
+            continue
+        fids[c] = frechet_distance(real_c, fake_c)
+        ratios[c] = mean_pairwise_distance(fake_c) / mean_pairwise_distance(real_c).clamp_min(1e-12)
+    if not fids:
+        return {}
+    scores = {f"class_fid_classifier/{c}": v for c, v in fids.items()}
+    scores |= {f"class_diversity_classifier/{c}": v for c, v in ratios.items()}
+    fid_values, ratio_values = torch.stack(list(fids.values())), torch.stack(list(ratios.values()))
+    scores |= {"class_fid_classifier_mean": fid_values.mean(), "class_fid_classifier_worst": fid_values.max(),
+               "class_diversity_classifier_mean": ratio_values.mean(),
+               "class_diversity_classifier_worst": ratio_values.min()}
+    return {k: v.float() for k, v in scores.items()}
 
 
 def sample_in_chunks(sample_fn: Callable[..., Tensor], n: int, batch_size: int, num_classes: int,

@@ -16,12 +16,32 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from lightning_models.base import GenerativeModule
-from lightning_models.losses import get_loss, gradient_penalty
+from lightning_models.losses import get_loss, gradient_penalty, mode_seeking_loss
 from lightning_models.networks.conv import Norm, WeightInit, init_weights
-from lightning_models.networks.dcgan import Discriminator, Generator
+from lightning_models.networks.dcgan import Condition, Discriminator, Generator
+
+
+def ema_decay_after(updates: int, decay: float, rampup: float) -> float:
+    """The EMA's decay at its `updates`-th average: min(decay, 1 - 1 / (1 + rampup * updates)), an average over
+    about the last `rampup` fraction of the updates until `decay` takes over."""
+    return min(decay, 1.0 - 1.0 / (1.0 + rampup * updates))
+
+
+def warmup_ema(decay: float, rampup: float):
+    """`AveragedModel`'s multi_avg_fn of an EMA whose decay ramps up (`ema_decay_after`)."""
+
+    @torch.no_grad()
+    def update(averaged: list[Tensor], current: list[Tensor], num_averaged: Tensor) -> None:
+        weight = 1.0 - ema_decay_after(int(num_averaged), decay, rampup)
+        if torch.is_floating_point(averaged[0]):
+            torch._foreach_lerp_(averaged, current, weight)
+        else:  # integer buffers (batch norm's counter) follow the generator
+            torch._foreach_copy_(averaged, current)
+
+    return update
 
 
 class GAN(GenerativeModule):
@@ -37,6 +57,9 @@ class GAN(GenerativeModule):
         generator_norm: normalisation in the generator ("batch" as in DCGAN).
         discriminator_norm: "spectral" (default), "batch" (the DCGAN of the source reports), "instance", "none".
         minibatch_std: give the discriminator the batch's feature spread (against mode collapse).
+        label_dim: size of the generator's learned label code, concatenated to the noise (None = latent_dim).
+        discriminator_condition: how a conditional discriminator takes the label: "projection" (a projection
+            head), "input" (a learned label map as an extra input channel) or "both".
         weight_init: "default" (PyTorch's initialisation) or "dcgan" (weights N(0, 0.02), normalisation scales
             N(1, 0.02), zero biases: the DCGAN and InfoGAN papers' initialisation), for both networks.
         loss: saturating | non_saturating | lsgan | hinge | wgan_gp.
@@ -45,9 +68,15 @@ class GAN(GenerativeModule):
         lr_generator: Adam learning rate of the generator.
         lr_discriminator: Adam learning rate of the discriminator.
         betas: Adam betas of both optimizers.
+        mode_seeking_weight: weight of MSGAN's mode-seeking term in the generator loss (`losses.mode_seeking_loss`;
+            0 = off): the fake batch is drawn as pairs for the same labels, and the generator is pushed to make
+            the two samples of a pair differ as much as their noise does (against one image per class).
         gradient_clip_val: clip each network's gradient norm to this (None = off); applied after AMP unscaling.
-        ema_decay: keep an exponential moving average of the generator with this decay, used by `sample`
-            (None = off; 0.999 is typical).
+        ema_decay: keep an exponential moving average of the generator, used by `sample` (None = off; 0.999 is
+            typical). Its decay ramps up (see `ema_rampup`), so a short run's average holds its recent
+            generators, not the untrained start.
+        ema_rampup: while training is young, the EMA averages over about this fraction of the generator updates so
+            far: decay min(ema_decay, 1 - 1 / (1 + ema_rampup * n)) after n updates (StyleGAN2-ADA's ramp-up, 0.05).
         ema_start_step: global step (optimizer steps) from which the EMA starts following the generator.
         seed: seed of the training noise (combined with rank and step).
         classifier_path: classifier checkpoint for `cli.py test` metrics.
@@ -66,6 +95,8 @@ class GAN(GenerativeModule):
         generator_norm: Norm = "batch",
         discriminator_norm: Norm = "spectral",
         minibatch_std: bool = False,
+        discriminator_condition: Condition = "projection",
+        label_dim: int | None = None,
         weight_init: WeightInit = "default",
         loss: str = "non_saturating",
         gp_weight: float = 10.0,
@@ -73,8 +104,10 @@ class GAN(GenerativeModule):
         lr_generator: float = 2e-4,
         lr_discriminator: float = 2e-4,
         betas: tuple[float, float] = (0.5, 0.999),
+        mode_seeking_weight: float = 0.0,
         gradient_clip_val: float | None = None,
         ema_decay: float | None = None,
+        ema_rampup: float = 0.05,
         ema_start_step: int = 0,
         seed: int = 0,
         classifier_path: str | None = None,
@@ -91,6 +124,8 @@ class GAN(GenerativeModule):
             raise ValueError("--model.conditional true needs a datamodule with labels (num_classes >= 2)")
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise ValueError(f"--model.ema_decay must be in (0, 1) or null, got {ema_decay}")
+        if ema_rampup <= 0:
+            raise ValueError(f"--model.ema_rampup must be > 0, got {ema_rampup}")
         self.conditional = conditional
         self.num_classes = num_classes
         self.generator, self.discriminator = self.build_networks()
@@ -98,7 +133,7 @@ class GAN(GenerativeModule):
             init_weights(network, weight_init)
         self.generator_ema = None
         if ema_decay is not None:
-            self.generator_ema = AveragedModel(self.generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay),
+            self.generator_ema = AveragedModel(self.generator, multi_avg_fn=warmup_ema(ema_decay, ema_rampup),
                                                use_buffers=True)
             self.generator_ema.requires_grad_(False)
 
@@ -108,9 +143,10 @@ class GAN(GenerativeModule):
         Called at the end of `__init__`, with `self.hparams`, `self.conditional`, `self.num_classes` set."""
         h = self.hparams
         cond_classes = self.num_classes if self.conditional else 0
-        generator = Generator(h.latent_dim, tuple(h.image_shape), h.generator_width, cond_classes, h.generator_norm)
+        generator = Generator(h.latent_dim, tuple(h.image_shape), h.generator_width, cond_classes, h.generator_norm,
+                              h.label_dim)
         discriminator = Discriminator(tuple(h.image_shape), h.discriminator_width, cond_classes,
-                                      h.discriminator_norm, h.minibatch_std)
+                                      h.discriminator_norm, h.minibatch_std, h.discriminator_condition)
         return generator, discriminator
 
     def real_inputs(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor | None]:
@@ -147,6 +183,16 @@ class GAN(GenerativeModule):
         opt_d = torch.optim.Adam(d_params, lr=h.lr_discriminator, betas=tuple(h.betas))
         return opt_g, opt_d
 
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """A checkpoint with an EMA generator loads into a model built with `--model.ema_decay null`, which then
+        samples with the raw generator (e.g. `cli.py test --ckpt_path ... --model.ema_decay null` to compare the
+        two samplers)."""
+        super().on_load_checkpoint(checkpoint)
+        if self.generator_ema is None:
+            state = checkpoint.get("state_dict", {})
+            for key in [k for k in state if k.startswith("generator_ema.")]:
+                del state[key]
+
     def sampling_generator(self) -> torch.nn.Module:
         """The generator that samples: its EMA copy when one is kept, else the trained one."""
         return self.generator_ema.module if self.generator_ema is not None else self.generator
@@ -161,19 +207,24 @@ class GAN(GenerativeModule):
         loss = self.gan_loss
         logs = {}
 
+        mode_seeking = self.hparams.get("mode_seeking_weight", 0.0)
+        fake_labels = labels
+        if mode_seeking and labels is not None:  # pairs (i, i + B/2) share their label
+            half = len(labels) // 2
+            fake_labels = torch.cat([labels[:half], labels[: len(labels) - half]])
         for i in range(self.hparams.n_critic):
             z = self.draw_latent(real.shape[0], rng)
             last = i == self.hparams.n_critic - 1
             with torch.set_grad_enabled(last):  # only the last fake feeds the generator step
-                fake = self.generator(z, labels)
+                fake = self.generator(z, fake_labels)
             with self.toggled_optimizer(opt_d):
                 real_logits, _ = self.discriminate(real, labels)
-                fake_logits, fake_aux = self.discriminate(fake.detach(), labels)
+                fake_logits, fake_aux = self.discriminate(fake.detach(), fake_labels)
                 loss_d = loss.discriminator(real_logits, fake_logits)
-                if loss.gradient_penalty:
+                if loss.gradient_penalty:  # (mode seeking pairs labels differently: not with the penalty)
                     gp = gradient_penalty(lambda x: self.discriminate(x, labels)[0], real, fake, rng)
                     loss_d = loss_d + self.hparams.gp_weight * gp
-                loss_d = self._add_terms(loss_d, logs, "d", aux=self.auxiliary_loss(fake_aux, z, labels),
+                loss_d = self._add_terms(loss_d, logs, "d", aux=self.auxiliary_loss(fake_aux, z, fake_labels),
                                          real=self.real_loss(real, labels))
                 self.check_finite(discriminator_loss=loss_d)
                 self.manual_backward(loss_d)
@@ -181,10 +232,11 @@ class GAN(GenerativeModule):
                 opt_d.zero_grad(set_to_none=True)
 
         with self.toggled_optimizer(opt_g):
-            gen_logits, gen_aux = self.discriminate(fake, labels)
+            gen_logits, gen_aux = self.discriminate(fake, fake_labels)
             loss_g = loss.generator(gen_logits)
-            loss_g = self._add_terms(loss_g, logs, "g", aux=self.auxiliary_loss(gen_aux, z, labels),
-                                     real=self.real_loss(real, labels))
+            loss_g = self._add_terms(loss_g, logs, "g", aux=self.auxiliary_loss(gen_aux, z, fake_labels),
+                                     real=self.real_loss(real, labels),
+                                     mode_seeking=mode_seeking * mode_seeking_loss(fake, z) if mode_seeking else None)
             self.check_finite(generator_loss=loss_g)
             self.manual_backward(loss_g)
             opt_g.step()

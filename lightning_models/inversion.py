@@ -13,17 +13,19 @@ images of the datamodule's predict split (`predict_task`).
 
 from __future__ import annotations
 
-import os
 import warnings
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.utilities.rank_zero import rank_zero_info
 from torch import Tensor
 from torchmetrics.image import PeakSignalNoiseRatio
 from torchvision.utils import make_grid
 
 from lightning_models.base import TrainingModule
+from lightning_models.checkpoints import read_checkpoint, saved_class
+from lightning_models.progress import phase_progress
 from lightning_models.evaluation import ClassifierFeatures, load_classifier
 from lightning_models.inversion_eval import InversionEvaluation
 from lightning_models.networks.conv import Norm
@@ -49,21 +51,22 @@ warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode a
 
 def load_generator_checkpoint(path: str) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """(generator config, generator weights) of the unconditional GAN saved at `path` (a checkpoint or a run
-    root); the EMA generator's weights when the GAN kept one that was updated at least once."""
-    from lightning_models.callbacks import find_last_checkpoint
-
-    if path and os.path.isdir(path):
-        path = find_last_checkpoint(path) or path
-    if not path or not os.path.isfile(path):
-        raise FileNotFoundError(f"--model.gan_path {path!r}: no such GAN checkpoint. {GAN_HINT}.")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        hparams, state = dict(checkpoint["hyper_parameters"]), checkpoint["state_dict"]
-        config = {"latent_dim": int(hparams["latent_dim"]), "image_shape": [int(s) for s in hparams["image_shape"]],
-                  "width": int(hparams["generator_width"]), "norm": hparams["generator_norm"]}
-    except Exception as err:  # unpickling, not a Lightning checkpoint, not a GAN's hyperparameters
-        raise ValueError(f"--model.gan_path {path!r} is not a GAN checkpoint ({type(err).__name__}: "
-                         f"{str(err)[:200]}). {GAN_HINT}.") from err
+    root); the EMA generator's weights when the GAN kept one that was updated at least once. A bad file is a
+    one-line error naming --model.gan_path, the file, what is wrong and how to train a GAN
+    (`lightning_models.checkpoints`)."""
+    path, checkpoint = read_checkpoint(path, "--model.gan_path", "GAN", GAN_HINT)
+    holds = saved_class(checkpoint)
+    if holds and holds.rsplit(".", 1)[-1] != "GAN":
+        raise ValueError(f"--model.gan_path {path!r} holds a {holds}, not a GAN checkpoint (inversion needs the "
+                         f"unconditional DCGAN generator). {GAN_HINT}.")
+    hparams, state = dict(checkpoint.get("hyper_parameters") or {}), checkpoint["state_dict"]
+    needed = ("latent_dim", "image_shape", "generator_width", "generator_norm")
+    missing = [key for key in needed if key not in hparams]
+    if missing:
+        raise ValueError(f"--model.gan_path {path!r} is not a GAN checkpoint of this version of the code: it lacks "
+                         f"the options {', '.join(missing)} (another model's, or an older layout). {GAN_HINT}.")
+    config = {"latent_dim": int(hparams["latent_dim"]), "image_shape": [int(s) for s in hparams["image_shape"]],
+              "width": int(hparams["generator_width"]), "norm": hparams["generator_norm"]}
     if hparams.get("conditional"):
         raise ValueError(f"--model.gan_path {path!r} is a conditional GAN; inversion needs an unconditional one. "
                          f"{GAN_HINT}.")
@@ -72,6 +75,13 @@ def load_generator_checkpoint(path: str) -> tuple[dict[str, Any], dict[str, Tens
     weights = {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
     if not weights:
         raise ValueError(f"--model.gan_path {path!r} holds no generator weights. {GAN_HINT}.")
+    try:  # the weights must fit the generator the options describe (an older layout of the network would not)
+        Generator(config["latent_dim"], tuple(config["image_shape"]), config["width"], 0,
+                  config["norm"]).load_state_dict(weights)
+    except RuntimeError as err:
+        detail = (str(err).strip().splitlines() or [""])[-1].strip()[:200]
+        raise ValueError(f"--model.gan_path {path!r}: its generator weights do not fit the current generator network "
+                         f"(an older layout of this code? {detail}). {GAN_HINT}.") from err
     return config, weights
 
 
@@ -226,15 +236,42 @@ class GANInversion(InversionEvaluation, TrainingModule):
         h = self.hparams
         with torch.no_grad():
             init = self.encode(show_holes(observed, mask)) if how == "hybrid" else None
-        latents, losses = optimize_restarts(
-            self.generator, observed * 2 - 1, self.latent_dim, steps=h.optim_steps, lr=h.optim_lr,
-            restarts=h.restarts, prior_weight=h.prior_weight, prior=h.prior, norm=norm, mask=mask, init=init,
-            generator=generator)
+        phase = (f"{self.__dict__.get('_batch_label', 'inversion')}: latent optimisation ({how}"
+                 f"{', masked' if mask is not None else ''}, {h.restarts} restarts x {len(observed)} images)")
+        with phase_progress(self._trainer, phase, h.optim_steps + 1, "steps") as progress:
+            def generate(z: Tensor) -> Tensor:  # called once per Adam step (and once at the end)
+                progress(1)
+                return self.generator(z)
+
+            latents, losses = optimize_restarts(
+                generate, observed * 2 - 1, self.latent_dim, steps=h.optim_steps, lr=h.optim_lr,
+                restarts=h.restarts, prior_weight=h.prior_weight, prior=h.prior, norm=norm, mask=mask, init=init,
+                generator=generator)
         with torch.no_grad():
             images = self.decode(latents.flatten(0, 1)).view(*latents.shape[:2], *observed.shape[1:])
         return latents, images, losses
 
+    # --- progress of test and predict (latent optimisation is slow on a CPU) ----------------------------------------
+    def on_test_epoch_start(self) -> None:
+        h = self.hparams
+        phases = ["optim", "hybrid", *(f"denoise sigma {s:g}" for s in h.test_sigmas), "inpaint"]
+        rank_zero_info(f"test: per batch, {len(phases)} latent optimisations ({', '.join(phases)}) of {h.optim_steps} "
+                       f"Adam steps on {h.restarts} restarts per image (--model.optim_steps, --model.restarts)")
+
+    def on_test_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self.__dict__["_batch_label"] = f"test batch {batch_idx + 1}/{self.trainer.num_test_batches[dataloader_idx]}"
+
+    def on_predict_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        total = self.trainer.num_predict_batches[dataloader_idx]
+        self.__dict__["_batch_label"] = f"predict batch {batch_idx + 1}/{total}"
+
     # --- training ---------------------------------------------------------------------------------------------------
+    def check_inputs(self, stage: str) -> None:
+        """The feature loss's classifier is read when `fit` starts: checked before anything is written."""
+        super().check_inputs(stage)
+        if stage == "fit" and self.hparams.feature_weight > 0:
+            load_classifier(self.hparams.classifier_path)
+
     def on_fit_start(self) -> None:
         if self.hparams.feature_weight > 0:  # held outside the module tree: not saved, never in train mode
             self.__dict__["_features"] = ClassifierFeatures(load_classifier(self.hparams.classifier_path))

@@ -87,6 +87,16 @@ def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Ten
     return (grad.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
 
 
+def mode_seeking_loss(fake: Tensor, latent: Tensor, eps: float = 1e-5) -> Tensor:
+    """MSGAN's term (Mao et al. 2019): 1 / (mean |G(z1) - G(z2)| / mean |z1 - z2| + eps) for the pairs made of the
+    first and second half of a batch (drawn for the same conditions). Minimising it makes different noise give
+    different images, against a generator that ignores its noise (one image per class)."""
+    half = len(fake) // 2
+    image_gap = (fake[:half] - fake[half : 2 * half]).abs().mean()
+    latent_gap = (latent[:half] - latent[half : 2 * half]).abs().mean()
+    return 1.0 / (image_gap / latent_gap + eps)
+
+
 def invariant_information_loss(p: Tensor, q: Tensor) -> Tensor:
     """Minus the mutual information I(c; c') of two categorical predictions of the same images, p and q (B, K)
     softmax rows, e.g. of an image and of a warped copy (IIC, Ji et al. 2019). Its minimum, -log K, needs

@@ -1,8 +1,10 @@
 """Training behaviour of the adversarial configs through the real CLI: exact resume, `--ckpt_path last`,
-DDP with 2 CPU processes, mixed precision, W&B offline, test metrics and the non-finite guard."""
+DDP with 2 CPU processes, mixed precision, W&B offline (and the W&B group that ties `test` to its fit), test
+metrics, prediction folders and the non-finite guard. Stopping by signal: tests/test_interrupt.py."""
 
 import glob
 import os
+import re
 import subprocess
 import sys
 import time
@@ -172,6 +174,63 @@ def test_wandb_offline_logs_losses_grids_and_config(mnist_dir, tmp_path, monkeyp
     assert b"non_saturating" in content and b"lr_discriminator" in content  # the resolved config
 
 
+def wandb_offline_args(monkeypatch, args, save_dir):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    i = args.index("--trainer.logger")
+    return [*args[:i], *args[i + 2:], "--trainer.logger.init_args.save_dir", save_dir]  # the config's WandbLogger
+
+
+def wandb_log(run_folder, waiting_for: bytes) -> bytes:
+    """The offline run's log (metrics, config, group) once it holds `waiting_for` (the service writes it late)."""
+    (log,) = glob.glob(os.path.join(run_folder, "run-*.wandb"))
+    deadline = time.monotonic() + 30
+    while waiting_for not in (content := open(log, "rb").read()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return content
+
+
+def test_test_subcommand_logs_into_the_fits_wandb_group_and_says_where(mnist_dir, tmp_path, monkeypatch, capsys):
+    import wandb
+
+    root = str(tmp_path / "runs")
+    config = os.path.join(REPO, "configs", "classifier_mnist.yaml")
+    args = wandb_offline_args(monkeypatch, tiny_args(config, mnist_dir, root), root)
+    run_cli("fit", [*args, "--trainer.max_steps", "2"])
+    wandb.finish()  # what process exit does after `cli.py fit`
+    fit = state_of(last_checkpoint(root))["wandb_run"]  # recorded in the checkpoint by RunCheckpoint
+    assert fit["group"] == f"classifier_mnist-{fit['id']}"
+    capsys.readouterr()
+    run_cli("test", [*args, "--ckpt_path", "last"])
+    wandb.finish()
+    runs = glob.glob(os.path.join(root, "wandb", "offline-run-*"))
+    (fit_run,) = [r for r in runs if r.endswith(f"-{fit['id']}")]
+    (test_run,) = [r for r in runs if r != fit_run]
+    assert fit["group"].encode() in wandb_log(fit_run, b"weight_decay")
+    test_log = wandb_log(test_run, b"test/accuracy")
+    assert b"test/accuracy" in test_log and fit["group"].encode() in test_log  # the test metrics, in the fit's group
+    assert b"classifier_mnist-test" in test_log and b"weight_decay" in test_log  # named after the fit, with config
+    test_id = test_run.rsplit("-", 1)[-1]
+    assert (f"test: logged to W&B run 'classifier_mnist-test' ({test_id}, group '{fit['group']}'): {test_run}"
+            in capsys.readouterr().err)
+
+
+def test_predict_writes_a_new_folder_per_call_in_the_run_and_says_where(mnist_dir, tmp_path):
+    root = str(tmp_path / "runs")
+    run_cli("fit", tiny_args(CGAN, mnist_dir, root, "--trainer.max_steps", "2"))
+    run = os.path.dirname(os.path.dirname(last_checkpoint(root)))
+    args = tiny_args(CGAN, mnist_dir, root, "--ckpt_path", "last", "--trainer.limit_predict_batches", "2")
+    run_cli("predict", args)
+    result = run_cli_process("predict", args)  # a real process: what it prints
+    assert result.returncode == 0, result.stderr[-3000:]
+    first, second = sorted(glob.glob(os.path.join(run, "predictions", "*")))
+    assert f"predict: images written to {second}\n" in result.stderr
+    for folder in (first, second):  # each holds its own call's grids, one folder per class
+        assert sorted(os.listdir(os.path.join(folder, "class_3"))) == ["batch_0000.png", "batch_0001.png"]
+    warnings = [line for line in result.stderr.splitlines() if re.search(r"\.py:\d+: ", line)]
+    assert not warnings, warnings  # none of Lightning's ("dirpath has changed", "Couldn't infer the batch ...")
+
+
 def test_non_finite_loss_exits_with_message(mnist_dir, tmp_path):
     result = run_cli_process("fit", tiny_args(CGAN, mnist_dir, str(tmp_path / "runs"), "--trainer.max_steps", "4",
                                               "--model.lr_discriminator", "1e30", "--model.lr_generator", "1e30"))
@@ -207,7 +266,8 @@ def test_test_subcommand_without_classifier_explains(mnist_dir, tmp_path):
 
 def test_sigkill_mid_epoch_then_resume_finishes(mnist_dir, tmp_path):
     # A checkpoint every batch, so the kill very likely lands while one is being written: last.ckpt must still be
-    # whole (Lightning writes to a temporary file and renames it), and `--ckpt_path last` must finish the run.
+    # whole (RunCheckpoint writes a temporary file beside it and renames it; tests/test_interrupt.py checks that
+    # directly), and `--ckpt_path last` must finish the run.
     root, steps = str(tmp_path / "runs"), 48
     args = tiny_args(CGAN, mnist_dir, root, "--config", every_step_checkpoints(tmp_path, 2), "--trainer.max_steps",
                      str(steps))

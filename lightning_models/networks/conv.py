@@ -21,16 +21,17 @@ WeightInit = Literal["default", "dcgan"]
 
 @torch.no_grad()
 def init_weights(module: nn.Module, scheme: WeightInit) -> None:
-    """Re-initialises `module`'s layers: "default" keeps PyTorch's initialisation; "dcgan" draws convolution,
-    linear and embedding weights from N(0, 0.02) and normalisation scales from N(1, 0.02), with zero biases and
-    shifts (Radford et al. 2016, used by DCGAN and InfoGAN). A spectrally normalised layer gets its
-    unnormalised weight drawn."""
+    """Re-initialises `module`'s layers: "default" keeps PyTorch's initialisation; "dcgan" draws convolution and
+    linear weights from N(0, 0.02) and normalisation scales from N(1, 0.02), with zero biases and shifts (Radford
+    et al. 2016, used by DCGAN and InfoGAN). A spectrally normalised layer gets its unnormalised weight drawn.
+    Label embeddings keep PyTorch's N(0, 1), the scale of the noise beside them: at N(0, 0.02) a conditional
+    generator starts with a label code 50 times weaker than its noise and learned to ignore the label."""
     if scheme == "default":
         return
     if scheme != "dcgan":
         raise ValueError(f"--model.weight_init must be 'default' or 'dcgan', got {scheme!r}")
     for layer in module.modules():
-        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             normalised = parametrize.is_parametrized(layer, "weight")
             weight = layer.parametrizations.weight.original if normalised else layer.weight
             weight.normal_(0.0, 0.02)

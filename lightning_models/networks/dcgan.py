@@ -1,8 +1,9 @@
 """DCGAN generator and discriminator, optionally conditioned on a class label.
 
-The generator takes the label as a learned embedding concatenated to the noise; the discriminator uses a
-projection head (Miyato & Koyama 2018): logit = w . h + <embed(y), h>, which conditions far more strongly
-than concatenating one-hot maps to the input (the source report's cGAN, which confused 5/6 and 7/9).
+The generator takes the label as a learned embedding concatenated to the noise. The discriminator takes it in
+one or both of two ways (`condition`): a projection head (Miyato & Koyama 2018), logit = w . h + <embed(y), h>,
+and a learned H x W label map as an extra input channel (the conditional GAN of Mirza & Osindero as the common
+tutorials write it), which conditions every layer from the first one.
 """
 
 from __future__ import annotations
@@ -12,7 +13,11 @@ import torch.nn as nn
 from torch import Tensor
 from torch.nn.utils.parametrizations import spectral_norm
 
+from typing import Literal
+
 from lightning_models.networks.conv import ConvDecoder, ConvEncoder, Norm
+
+Condition = Literal["projection", "input", "both"]
 
 
 class Generator(nn.Module):
@@ -24,14 +29,15 @@ class Generator(nn.Module):
         width: channels of the last hidden layer (DCGAN's 64).
         num_classes: classes of the label condition; 0 = unconditional.
         norm: hidden-layer normalisation.
+        label_dim: size of the learned label code concatenated to the noise (None = latent_dim).
     """
 
     def __init__(self, latent_dim: int, image_shape: tuple[int, int, int], width: int = 64,
-                 num_classes: int = 0, norm: Norm = "batch") -> None:
+                 num_classes: int = 0, norm: Norm = "batch", label_dim: int | None = None) -> None:
         super().__init__()
         self.latent_dim = latent_dim
         self.num_classes = num_classes
-        embed_dim = latent_dim if num_classes else 0
+        embed_dim = (label_dim or latent_dim) if num_classes else 0
         self.embed = nn.Embedding(num_classes, embed_dim) if num_classes else None
         self.decoder = ConvDecoder(latent_dim + embed_dim, image_shape, width, norm, output="tanh")
 
@@ -58,26 +64,36 @@ class Discriminator(nn.Module):
         minibatch_std: append the batch's feature standard deviation as one more channel before the head
             (Karras et al. 2018), so D can see a batch that lacks variety: the cheap cure for the generator
             ignoring its noise (mode collapse), which D judging images one by one cannot detect.
+        condition: how the label enters (with num_classes): "projection" head, "input" label map channel, "both".
     """
 
     def __init__(self, image_shape: tuple[int, int, int], width: int = 64, num_classes: int = 0,
-                 norm: Norm = "spectral", minibatch_std: bool = False) -> None:
+                 norm: Norm = "spectral", minibatch_std: bool = False, condition: Condition = "projection") -> None:
         super().__init__()
+        if condition not in ("projection", "input", "both"):
+            raise ValueError(f"--model.discriminator_condition must be projection, input or both, got {condition!r}")
+        channels, height, width_px = image_shape
+        self.label_map = None
+        if num_classes and condition in ("input", "both"):
+            self.label_map = nn.Embedding(num_classes, height * width_px)
+            image_shape = (channels + 1, height, width_px)
         self.body = ConvEncoder(image_shape, width, norm)
         self.minibatch_std = minibatch_std
         channels = self.body.out_shape[0]
         base = self.body.out_shape[1]
         head = nn.Linear(self.body.out_features + (base * base if minibatch_std else 0), 1)
         self.head = spectral_norm(head) if norm == "spectral" else head
-        embed = nn.Embedding(num_classes, channels) if num_classes else None
+        embed = nn.Embedding(num_classes, channels) if num_classes and condition != "input" else None
         self.embed = spectral_norm(embed) if embed is not None and norm == "spectral" else embed
 
-    def features(self, images: Tensor) -> Tensor:
+    def features(self, images: Tensor, labels: Tensor | None = None) -> Tensor:
         """Last feature map (B, C', S0, S0); InfoGAN-style heads can share it."""
+        if self.label_map is not None:
+            images = torch.cat([images, self.label_map(labels).view(-1, 1, *images.shape[2:])], dim=1)
         return self.body(images)
 
     def forward(self, images: Tensor, labels: Tensor | None = None) -> Tensor:
-        return self.logits(self.features(images), labels)
+        return self.logits(self.features(images, labels), labels)
 
     def logits(self, h: Tensor, labels: Tensor | None = None) -> Tensor:
         """Logits (B,) from `features`' map h (B, C', S0, S0); a head sharing the body calls both parts."""

@@ -110,8 +110,9 @@ class InfoDiscriminator(Discriminator):
             features = fc_width
         self.q_head = QHead(features, categorical_codes, continuous_codes, learn_std, q_hidden)
 
-    def features(self, images: Tensor) -> Tensor:
-        """The body's feature map (B, C', S0, S0), or the fully connected layer's output (B, fc_width)."""
+    def features(self, images: Tensor, labels: Tensor | None = None) -> Tensor:
+        """The body's feature map (B, C', S0, S0), or the fully connected layer's output (B, fc_width) (unconditional:
+        `labels` is unused)."""
         h = self.body(images)
         return self.fc(h) if self.fc is not None else h
 

@@ -5,18 +5,22 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import socket
+import urllib.error
+import urllib.request
 
 import pytest
 import torch
 
-from datamodules import MNISTDataModule
+from datamodules import MNISTDataModule, mnist
 from datamodules.idx import read_idx
 
 RAW = os.path.join("MNIST", "raw")
 
 
 def make(data_dir: str, **kwargs) -> MNISTDataModule:
-    return MNISTDataModule(data_dir=data_dir, **{"batch_size": 8, "val_size": 16, **kwargs})
+    """A small-batch MNISTDataModule that never uses the network (downloads are tested below with a stand-in)."""
+    return MNISTDataModule(data_dir=data_dir, **{"batch_size": 8, "val_size": 16, "download": False, **kwargs})
 
 
 def test_splits_sizes_and_batches(mnist_dir, batches_of):
@@ -119,3 +123,81 @@ def test_nothing_is_written_into_the_data_dir(mnist_dir, dir_listing, batches_of
     batches_of(dm, "fit", "train")
     batches_of(dm, "test", "test")
     assert dir_listing(mnist_dir) == before
+
+
+# --- fetched on first use (`download` is on by default); no test uses the network ----------------------------------
+def stand_in_torchvision(monkeypatch, dataset: str, source_dir: str, fail: Exception | None = None) -> list[str]:
+    """Replaces torchvision's dataset class of `dataset` by one that "downloads" by copying the fixture files of
+    `source_dir` (or writes half a file and raises `fail`, as a dropped connection does); returns the roots it
+    was given."""
+    tv_class, folder, names = mnist.DATASETS[dataset]
+    calls = []
+
+    def download(root, train=True, download=False):
+        calls.append(root)
+        raw = os.path.join(root, folder, "raw")
+        os.makedirs(raw, exist_ok=True)
+        for name in sorted(os.listdir(os.path.join(source_dir, folder, "raw"))):
+            shutil.copy(os.path.join(source_dir, folder, "raw", name), raw)
+            if fail is not None:
+                with open(os.path.join(raw, name), "r+b") as f:
+                    f.truncate(10)
+                raise fail
+
+    monkeypatch.setitem(mnist.DATASETS, dataset, (download, folder, names))
+    return calls
+
+
+@pytest.mark.parametrize("dataset, folder", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
+def test_missing_files_are_fetched_on_first_use(dataset, folder, mnist_dir, tmp_path, monkeypatch, dir_listing):
+    calls = stand_in_torchvision(monkeypatch, dataset, mnist_dir)
+    data = tmp_path / "fresh"
+    dm = MNISTDataModule(dataset=dataset, data_dir=str(data), batch_size=8, val_size=16)  # the default: download
+    assert dm.download
+    dm.prepare_data()
+    dm.setup("fit")
+    assert len(calls) == 1 and os.path.dirname(calls[0]) == str(data)  # fetched beside the folder, moved in
+    assert sorted(os.listdir(data)) == [folder]  # nothing else left behind (the temporary folder is gone)
+    expected = make(mnist_dir, dataset=dataset).split("train")["image"]
+    assert torch.equal(dm.split("train")["image"], expected)
+    before = dir_listing(str(data))
+    again = MNISTDataModule(dataset=dataset, data_dir=str(data), batch_size=8, val_size=16)
+    again.prepare_data()
+    again.setup("fit")
+    assert len(calls) == 1 and dir_listing(str(data)) == before  # present files are never fetched again
+
+
+def test_failed_download_is_one_line_and_leaves_nothing_behind(mnist_dir, tmp_path, monkeypatch):
+    offline = RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://mirror/, got:\n"
+                           "<urlopen error [Errno -3] Temporary failure in name resolution>\n")
+    stand_in_torchvision(monkeypatch, "mnist", mnist_dir, fail=offline)
+    fresh, existing = tmp_path / "fresh", tmp_path / "existing"
+    existing.mkdir()
+    (existing / "notes.txt").write_text("mine")
+    for data in (fresh, existing):
+        with pytest.raises(FileNotFoundError) as err:
+            MNISTDataModule(data_dir=str(data)).prepare_data()
+        message = str(err.value)
+        assert "\n" not in message and message.startswith("mnist: could not download the missing files into")
+        assert str(data / "MNIST" / "raw") in message and "Temporary failure in name resolution" in message
+        assert "--data.download false" in message
+    assert not fresh.exists()  # the folders the download made, and its half file, are gone
+    assert os.listdir(existing) == ["notes.txt"]
+
+
+def test_without_network_the_error_names_the_cause(tmp_path, monkeypatch):
+    # the real torchvision class, with every URL failing as a DNS lookup does offline (nothing is sent)
+    def offline(request, *args, **kwargs):
+        raise urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(FileNotFoundError, match="could not download .*Temporary failure in name resolution"):
+        MNISTDataModule(dataset="fashion_mnist", data_dir=str(tmp_path / "data")).setup("test")
+    assert not (tmp_path / "data").exists()
+
+
+def test_download_false_never_calls_torchvision(tmp_path, monkeypatch):
+    calls = stand_in_torchvision(monkeypatch, "mnist", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="missing train-images-idx3-ubyte.gz"):
+        make(str(tmp_path)).setup("fit")
+    assert calls == []

@@ -135,7 +135,7 @@ def test_conditional_accuracy_and_confidence_match_hand_computation(trained_clas
     requested = labels.clone()
     requested[:60] = (requested[:60] + 1) % 4  # ask for the wrong class on some samples
     scorer = evaluator(trained_classifier, conditional=True)
-    scorer.update_real(images)
+    scorer.update_real(images, labels)
     for chunk, chunk_labels in zip(images.split(50), requested.split(50)):
         scorer.update_fake(chunk, chunk_labels)
     scores = scorer.compute()
@@ -192,7 +192,7 @@ def test_evaluating_a_perfect_conditional_sampler(trained_classifier, test_split
         return images[pick]
 
     scorer = evaluator(trained_classifier, conditional=True)
-    scorer.update_real(images)
+    scorer.update_real(images, labels)
     for fake, requested in sample_in_chunks(sample, 200, 64, 4, conditional=True, device="cpu"):
         scorer.update_fake(fake, requested)
     scores = scorer.compute()

@@ -7,10 +7,12 @@ import pytest
 import pytorch_lightning as pl
 from pytorch_lightning.plugins import MixedPrecision
 import torch
+from torch.optim.swa_utils import AveragedModel
 
 from datamodules import MNISTDataModule
 from lightning_models import GAN, NonFiniteLossError
 from lightning_models.callbacks import RunCheckpoint
+from lightning_models.gan import ema_decay_after, warmup_ema
 
 
 def tiny_gan(**kwargs):
@@ -99,6 +101,68 @@ def test_ema_follows_generator_only(mnist_dir):
     torch.testing.assert_close(samples, (expected + 1) / 2)
 
 
+@pytest.mark.parametrize("condition", ["projection", "input", "both"])
+def test_discriminator_takes_the_label_as_configured(condition):
+    cgan = tiny_gan(conditional=True, discriminator_condition=condition)
+    d = cgan.discriminator
+    assert (d.label_map is not None) == (condition != "projection")
+    assert (d.embed is not None) == (condition != "input")
+    images = torch.rand(4, 1, 28, 28)
+    assert not torch.allclose(d(images, torch.zeros(4, dtype=torch.long)), d(images, torch.ones(4, dtype=torch.long)))
+    with pytest.raises(ValueError, match="discriminator_condition"):
+        tiny_gan(conditional=True, discriminator_condition="concat")
+
+
+def test_mode_seeking_draws_pairs_of_one_label_and_trains_them_apart(mnist_dir):
+    model = tiny_gan(conditional=True, mode_seeking_weight=1.0)
+    seen = []
+    model.generator.register_forward_hook(lambda module, args, out: seen.append(args[1].clone()))
+    trainer = fit(model, mnist_dir, max_steps=4)
+    half = len(seen[0]) // 2
+    assert all(torch.equal(labels[:half], labels[half : 2 * half]) for labels in seen)
+    assert "train/loss_mode_seeking_g" in trainer.callback_metrics
+
+
+def test_ema_decay_warms_up_by_hand():
+    layer = torch.nn.Linear(1, 1, bias=False)
+    ema = AveragedModel(layer, multi_avg_fn=warmup_ema(0.9, 0.5), use_buffers=True)
+    expected = None
+    for n, value in enumerate([1.0, 2.0, 4.0, 8.0, 16.0, 32.0] + [0.0] * 40):
+        layer.weight.data.fill_(value)
+        ema.update_parameters(layer)
+        decay = min(0.9, 1 - 1 / (1 + 0.5 * n))  # update n averages with this decay (update 0 copies)
+        expected = value if expected is None else decay * expected + (1 - decay) * value
+        assert float(ema.module.weight) == pytest.approx(expected, rel=1e-5)
+    assert ema_decay_after(0, 0.999, 0.05) == 0.0 and ema_decay_after(10_000, 0.999, 0.05) == pytest.approx(1 - 1 / 501)
+    assert ema_decay_after(100_000, 0.999, 0.05) == 0.999
+
+
+def test_ema_of_a_short_run_holds_the_recent_generator(mnist_dir):
+    """With a fixed decay of 0.999, 6 updates would leave the EMA 99.4% at the untrained start; ramped up, the EMA
+    is close to the live generator."""
+    model = tiny_gan(ema_decay=0.999)
+    start = [p.clone() for p in model.generator.parameters()]
+    fit(model, mnist_dir, max_steps=12)
+    moved = sum(float((p - s).norm()) for p, s in zip(model.generator.parameters(), start))
+    lag = sum(float((e - p).norm()) for e, p in zip(model.generator_ema.module.parameters(),
+                                                    model.generator.parameters()))
+    assert lag < 0.5 * moved
+
+
+def test_an_ema_checkpoint_samples_with_the_raw_generator_when_asked(mnist_dir, tmp_path):
+    model = tiny_gan(ema_decay=0.9)
+    trainer = fit(model, mnist_dir, max_steps=4)
+    trainer.save_checkpoint(tmp_path / "ema.ckpt")
+    raw = GAN.load_from_checkpoint(tmp_path / "ema.ckpt", ema_decay=None)
+    assert raw.generator_ema is None
+    z = torch.Generator().manual_seed(0)
+    expected = model.generator.eval()(torch.randn(3, 8, generator=torch.Generator().manual_seed(0)))
+    torch.testing.assert_close(raw.sample(3, generator=z), (expected + 1) / 2)
+    ema = GAN.load_from_checkpoint(tmp_path / "ema.ckpt")  # as trained: the EMA samples
+    assert not torch.allclose(ema.sample(3, generator=torch.Generator().manual_seed(0)), raw.sample(
+        3, generator=torch.Generator().manual_seed(0)))
+
+
 def test_gradient_clipping_bounds_update(mnist_dir):
     # With a tiny clip value and SGD-like tiny steps, weights move much less than without clipping.
     moved = {}
@@ -137,6 +201,8 @@ def test_invalid_options_are_rejected():
         tiny_gan(n_critic=0)
     with pytest.raises(ValueError, match="ema_decay"):
         tiny_gan(ema_decay=1.5)
+    with pytest.raises(ValueError, match="ema_rampup"):
+        tiny_gan(ema_decay=0.9, ema_rampup=0)
     with pytest.raises(ValueError, match="image size 30"):
         tiny_gan(image_shape=(1, 30, 30))
     with pytest.raises(ValueError, match="--model.weight_init must be 'default' or 'dcgan', got 'xavier'"):
@@ -170,6 +236,13 @@ def test_dcgan_weight_init(norm):
         sigma = torch.linalg.matrix_norm(first.weight.detach().flatten(1), ord=2)
         assert abs(sigma.item() - 1) < 0.05
     assert (first.weight - default.discriminator.body.layers[0].weight).abs().max() > 0.01
+
+
+def test_dcgan_weight_init_keeps_label_embeddings_as_strong_as_the_noise():
+    torch.manual_seed(0)
+    cgan = tiny_gan(conditional=True, discriminator_condition="both", discriminator_norm="batch", weight_init="dcgan")
+    for embedding in (cgan.generator.embed, cgan.discriminator.label_map, cgan.discriminator.embed):
+        assert 0.8 < embedding.weight.std().item() < 1.2  # N(0, 1), not DCGAN's N(0, 0.02)
 
 
 @pytest.mark.parametrize("precision", ["32-true", "16-mixed"])

@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lightning_models.losses import LOSSES, get_loss, gradient_penalty, invariant_information_loss
+from lightning_models.losses import (LOSSES, get_loss, gradient_penalty, invariant_information_loss,
+                                     mode_seeking_loss)
 
 REAL = torch.tensor([2.0, -1.0, 0.5])
 FAKE = torch.tensor([-0.5, 1.5, 0.0])
@@ -104,3 +105,17 @@ def test_invariant_information_loss_is_minus_the_mutual_information_of_the_pairs
     assert agree < shuffled
     agree.backward()
     assert logits.grad.abs().sum() > 0
+
+
+def test_mode_seeking_loss_by_hand():
+    # pairs (row 0, row 2) and (row 1, row 3): image gaps |1-0| and |3-0| -> mean 2; latent gaps 1 and 3 -> mean 2
+    fake = torch.tensor([[1.0], [3.0], [0.0], [0.0]], requires_grad=True)
+    latent = torch.tensor([[0.0], [0.0], [1.0], [3.0]])
+    loss = mode_seeking_loss(fake, latent, eps=0.0)
+    torch.testing.assert_close(loss, torch.tensor(1.0))  # 1 / (2 / 2)
+    # a generator that ignores its noise (equal images per pair) is penalised with 1 / eps
+    same = torch.zeros(4, 1)
+    assert float(mode_seeking_loss(same, latent, eps=1e-5)) == pytest.approx(1e5)
+    # its gradient pushes the two images of each pair apart
+    loss.backward()
+    assert fake.grad[0] < 0 and fake.grad[2] > 0

@@ -261,10 +261,34 @@ def test_pictures_and_scatter_plot():
     assert all(p.dim() == 3 and p.shape[0] == 3 and 0 <= p.min() and p.max() <= 1 for p in pictures.values())
     assert pictures["traversal"].shape[1] == 2 * 28 + 3 * 2  # one row per continuous dim
     assert pictures["categorical_0"].shape[1] == 5 * 28 + 6 * 2  # one row per category
+    # size 32: 1-pixel lines; y axis in column 2, x axis in row 29, ticks outside them, plot area columns 4..31
+    # and rows 0..27, points 1 pixel (the marker) inside it
     canvas = plots.scatter_image(torch.tensor([[0.0, 0.0], [1.0, 1.0]]), torch.tensor([[1.0, 0, 0], [0, 0, 1.0]]),
                                  size=32, marker=1)
-    assert canvas[:, 31 - 1, 1].tolist() == [1.0, 0.0, 0.0]  # bottom left, red
+    assert canvas[:, 26, 5].tolist() == [1.0, 0.0, 0.0]  # bottom left, red
     assert canvas[:, 1, 30].tolist() == [0.0, 0.0, 1.0]  # top right, blue
+    axis = plots.AXIS_COLOR
+    assert (canvas[:, :30, 2] == axis).all() and (canvas[:, 29, 2:] == axis).all()  # the axis lines
+    assert (canvas[:, 30:, 5] == axis).all() and (canvas[:, 30:, 30] == axis).all()  # ticks at x = 0 and 1 ...
+    assert (canvas[:, 26, :2] == axis).all() and (canvas[:, 1, :2] == axis).all()  # ... and y = 0 and 1
+    assert not (canvas[:, :, 20:] == torch.tensor(plots.TEXT_COLOR)).all(0).any()  # own colors: no legend
+
+
+def test_scatter_plot_legend_of_label_colors():
+    labels = torch.tensor([0, 3, 3, 7])
+    points = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    canvas = plots.scatter_image(points, plots.label_colors(labels))  # 256: 2-pixel lines, a 24-pixel legend
+    assert canvas.shape == (3, 256, 256)
+    for row, k in enumerate([0, 3, 7]):  # one legend row (14 pixels) per class present: its color, its digit
+        top = 2 + 14 * row
+        assert (canvas[:, top : top + 10, 236:246] == plots.LABEL_COLORS[k][:, None, None]).all()
+        digit = canvas[0, top : top + 10, 248:254] == plots.TEXT_COLOR
+        glyph = torch.tensor([int(b) for b in plots.DIGIT_GLYPHS[str(k)]], dtype=torch.bool).view(5, 3)
+        assert torch.equal(digit, glyph.repeat_interleave(2, 0).repeat_interleave(2, 1))
+    assert (canvas[:, 2 + 14 * 3 :, 232:] == 0.1).all()  # no more rows; points and axes stay left of the legend
+    assert plots.legend_classes(torch.tensor([[0.3, 0.3, 0.3], [0.12, 0.47, 0.71]])) == []  # not all label colors
+    empty = plots.scatter_image(torch.zeros(0, 2), torch.zeros(0, 3), size=64)
+    assert empty.shape == (3, 64, 64) and (empty == plots.AXIS_COLOR).any()  # axes without points
     torch.testing.assert_close(plots.project_2d(torch.tensor([[1.0], [2.0]])), torch.tensor([[1.0, 0.0], [2.0, 0.0]]))
 
 
