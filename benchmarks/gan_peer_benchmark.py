@@ -46,7 +46,8 @@ QUIET = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false", 
 DATA = {
     "mnist45": (os.path.join(WORK, "data45"), "mnist", 500, os.path.join(WORK, "classifier_mnist")),
     "mnist": (os.path.join(WORK, "data"), "mnist", 500, os.path.join(WORK, "classifier_mnist")),
-    "fashion_mnist": (os.path.join(WORK, "data"), "fashion_mnist", 5000, os.path.join(WORK, "classifier_fashion_mnist")),
+    "fashion_mnist": (os.path.join(WORK, "data"), "fashion_mnist", 5000,
+                      os.path.join(WORK, "classifier_fashion_mnist")),
 }
 
 

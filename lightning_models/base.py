@@ -251,11 +251,20 @@ class GenerativeModule(TrainingModule):
         return ((images.float() - low) / (high - low)).clamp_(0, 1)
 
     # --- cli.py test: sample quality in a classifier's feature space -----------------------------------------------
+    def _no_classifier_message(self) -> str:
+        return (f"--model.classifier_path: test on {type(self).__name__} needs a classifier checkpoint (train one "
+                "with `python cli.py fit --config configs/classifier_mnist.yaml`, then pass runs/classifier_mnist)")
+
+    #: whether `test` needs `classifier_path` (models with test metrics of their own, InfoGAN and VAE, do not)
+    test_needs_classifier: bool = True
+
     def check_inputs(self, stage: str) -> None:
         """`test` reads the classifier of `classifier_path`: checked (and kept for the test) before anything
-        starts. Without the option the test itself says what is missing (some subclasses score without it)."""
+        starts, and refused there when it is missing (for the models that need it)."""
         super().check_inputs(stage)
         path = self.hparams.get("classifier_path")
+        if stage == "test" and not path and self.test_needs_classifier:
+            raise ValueError(self._no_classifier_message())
         if stage == "test" and path:
             from lightning_models.evaluation import SampleEvaluator
 
@@ -266,8 +275,7 @@ class GenerativeModule(TrainingModule):
 
         path = getattr(self.hparams, "classifier_path", None)
         if not path:
-            raise ValueError(f"`test` on {type(self).__name__} needs --model.classifier_path PATH (a classifier "
-                             "checkpoint; train one with `python cli.py fit --config configs/classifier_mnist.yaml`)")
+            raise ValueError(self._no_classifier_message())
         checked_path, evaluator = self.__dict__.pop("_checked_evaluator", (None, None))
         if checked_path != path:
             evaluator = SampleEvaluator(path, self.num_classes, self.conditional)

@@ -130,8 +130,8 @@ class SampleEvaluator(nn.Module):
     """Accumulates real test images and generated samples, and computes the scores listed in the module doc.
 
     An `nn.Module` so that its metric states follow the LightningModule's device and sync under DDP. Typical use
-    in a test epoch: `update_real(batch["image"], batch["label"])` per test batch, `update_fake(images, labels)` for the samples
-    (see `sample_in_chunks`), `compute()` once at the end, then `reset()`.
+    in a test epoch: `update_real(batch["image"], batch["label"])` per test batch, `update_fake(images, labels)`
+    for the samples (see `sample_in_chunks`), `compute()` once at the end, then `reset()`.
 
     Args:
         classifier_path: checkpoint of a trained `Classifier` of the same dataset.

@@ -25,6 +25,7 @@ from torchmetrics.aggregation import MeanMetric
 
 from lightning_models.augment import random_affine
 from lightning_models.evaluation import ClassHistogram, SampleEvaluator
+from lightning_models.progress import phase_progress
 from lightning_models.gan import GAN
 from lightning_models.inception_metrics import make_inception_metrics
 from lightning_models.infogan_eval import cluster_accuracy, cluster_table, code_traversal
@@ -81,6 +82,8 @@ class InfoGAN(GAN):
         classifier_path: optional for InfoGAN: with it, `test` adds the classifier scores of `GAN`.
         **kwargs: the options of `GAN` (networks, loss, optimizers, EMA, `num_eval_samples`, ...).
     """
+
+    test_needs_classifier = False  # its test scores what it can without a classifier
 
     def __init__(
         self,
@@ -338,14 +341,17 @@ class InfoGAN(GAN):
         rng = torch.Generator(device=self.device).manual_seed(12345 + self.global_rank)
         total = -(-self.hparams.num_eval_samples // self.trainer.world_size)
         chunk = self.trainer.datamodule.eval_batch_size
-        for start in range(0, total, chunk):
-            latent = self.draw_latent(min(chunk, total - start), rng)
-            images = self.decode(latent)
-            self._score_codes(images, latent)
-            if self.evaluator is not None:
-                self.evaluator.update_fake(images)
-            if self.inception is not None:
-                self.inception.update(images, real=False)
+        with phase_progress(self.trainer, f"test: sampling and scoring the codes (batches of {chunk})", total,
+                            "samples") as advance:
+            for start in range(0, total, chunk):
+                latent = self.draw_latent(min(chunk, total - start), rng)
+                images = self.decode(latent)
+                self._score_codes(images, latent)
+                if self.evaluator is not None:
+                    self.evaluator.update_fake(images)
+                if self.inception is not None:
+                    self.inception.update(images, real=False)
+                advance(len(latent))
         scores = {name: metric.compute() for name, metric in self.code_metrics.items() if name != "clusters"}
         if self.class_code is not None:
             confusion = self.code_metrics["clusters"].compute().view(-1, self.num_classes)
@@ -355,9 +361,10 @@ class InfoGAN(GAN):
                 scores["class_accuracy_majority"] = accuracy["majority"]
                 rank_zero_info(f"InfoGAN code {self.class_code} on the labelled test images:\n"
                                + cluster_table(confusion, "category", "label"))
-        for extra in (self.evaluator, self.inception):
-            if extra is not None:
-                scores.update(extra.compute())
+        with phase_progress(self.trainer, "test: computing the scores"):
+            for extra in (self.evaluator, self.inception):
+                if extra is not None:
+                    scores.update(extra.compute())
         self.log_dict({f"test/{k}": v for k, v in scores.items()}, sync_dist=False)
         del self.evaluator, self.inception, self.code_metrics
 

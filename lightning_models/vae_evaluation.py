@@ -20,6 +20,7 @@ from torch import Tensor
 
 from lightning_models import latent_plots as plots
 from lightning_models.callbacks import log_images
+from lightning_models.progress import phase_progress
 
 #: validation images kept for the pictures logged at the end of each validation epoch (scatter points).
 NUM_PLOT_IMAGES = 1000
@@ -112,10 +113,13 @@ class VAEEvaluation:
                              "(--model.num_colors); they must agree")
         rng = torch.Generator(self.device).manual_seed(seed)
         correct = 0
-        for start in range(0, num_samples, batch_size):
-            colors = torch.arange(start, min(start + batch_size, num_samples), device=self.device) % self.num_colors
-            images = self.sample(len(colors), colors, generator=rng)
-            correct += int((dominant_color(images, palette.to(self.device)) == colors).sum())
+        with phase_progress(self._trainer, f"test: sampling for the color accuracy (batches of {batch_size})",
+                            num_samples, "samples") as advance:
+            for start in range(0, num_samples, batch_size):
+                colors = torch.arange(start, min(start + batch_size, num_samples), device=self.device) % self.num_colors
+                images = self.sample(len(colors), colors, generator=rng)
+                correct += int((dominant_color(images, palette.to(self.device)) == colors).sum())
+                advance(len(colors))
         return correct / max(num_samples, 1)
 
     # --- pictures -----------------------------------------------------------------------------------------------
