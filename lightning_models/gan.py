@@ -59,7 +59,7 @@ class GAN(GenerativeModule):
         minibatch_std: give the discriminator the batch's feature spread (against mode collapse).
         label_dim: size of the generator's learned label code, concatenated to the noise (None = latent_dim).
         discriminator_condition: how a conditional discriminator takes the label: "projection" (a projection
-            head), "input" (a learned label map as an extra input channel) or "both".
+            head), "concat" (a learned label map concatenated as an extra input channel) or "both".
         weight_init: "default" (PyTorch's initialisation) or "dcgan" (weights N(0, 0.02), normalisation scales
             N(1, 0.02), zero biases: the DCGAN and InfoGAN papers' initialisation), for both networks.
         loss: saturating | non_saturating | lsgan | hinge | wgan_gp.
@@ -207,7 +207,7 @@ class GAN(GenerativeModule):
         loss = self.gan_loss
         logs = {}
 
-        mode_seeking = self.hparams.get("mode_seeking_weight", 0.0)
+        mode_seeking = self.hparams.get("mode_seeking_weight", 0.0)  # (subclasses may not take the option)
         fake_labels = labels
         if mode_seeking and labels is not None:  # pairs (i, i + B/2) share their label
             half = len(labels) // 2

@@ -17,7 +17,7 @@ from typing import Literal
 
 from lightning_models.networks.conv import ConvDecoder, ConvEncoder, Norm
 
-Condition = Literal["projection", "input", "both"]
+Condition = Literal["projection", "concat", "both"]
 
 
 class Generator(nn.Module):
@@ -64,17 +64,17 @@ class Discriminator(nn.Module):
         minibatch_std: append the batch's feature standard deviation as one more channel before the head
             (Karras et al. 2018), so D can see a batch that lacks variety: the cheap cure for the generator
             ignoring its noise (mode collapse), which D judging images one by one cannot detect.
-        condition: how the label enters (with num_classes): "projection" head, "input" label map channel, "both".
+        condition: how the label enters (with num_classes): "projection" head, "concat": a label map as an extra input channel, "both".
     """
 
     def __init__(self, image_shape: tuple[int, int, int], width: int = 64, num_classes: int = 0,
                  norm: Norm = "spectral", minibatch_std: bool = False, condition: Condition = "projection") -> None:
         super().__init__()
-        if condition not in ("projection", "input", "both"):
-            raise ValueError(f"--model.discriminator_condition must be projection, input or both, got {condition!r}")
+        if condition not in ("projection", "concat", "both"):
+            raise ValueError(f"--model.discriminator_condition must be projection, concat or both, got {condition!r}")
         channels, height, width_px = image_shape
         self.label_map = None
-        if num_classes and condition in ("input", "both"):
+        if num_classes and condition in ("concat", "both"):
             self.label_map = nn.Embedding(num_classes, height * width_px)
             image_shape = (channels + 1, height, width_px)
         self.body = ConvEncoder(image_shape, width, norm)
@@ -83,7 +83,7 @@ class Discriminator(nn.Module):
         base = self.body.out_shape[1]
         head = nn.Linear(self.body.out_features + (base * base if minibatch_std else 0), 1)
         self.head = spectral_norm(head) if norm == "spectral" else head
-        embed = nn.Embedding(num_classes, channels) if num_classes and condition != "input" else None
+        embed = nn.Embedding(num_classes, channels) if num_classes and condition != "concat" else None
         self.embed = spectral_norm(embed) if embed is not None and norm == "spectral" else embed
 
     def features(self, images: Tensor, labels: Tensor | None = None) -> Tensor:

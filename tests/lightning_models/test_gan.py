@@ -101,16 +101,16 @@ def test_ema_follows_generator_only(mnist_dir):
     torch.testing.assert_close(samples, (expected + 1) / 2)
 
 
-@pytest.mark.parametrize("condition", ["projection", "input", "both"])
+@pytest.mark.parametrize("condition", ["projection", "concat", "both"])
 def test_discriminator_takes_the_label_as_configured(condition):
     cgan = tiny_gan(conditional=True, discriminator_condition=condition)
     d = cgan.discriminator
     assert (d.label_map is not None) == (condition != "projection")
-    assert (d.embed is not None) == (condition != "input")
+    assert (d.embed is not None) == (condition != "concat")
     images = torch.rand(4, 1, 28, 28)
     assert not torch.allclose(d(images, torch.zeros(4, dtype=torch.long)), d(images, torch.ones(4, dtype=torch.long)))
     with pytest.raises(ValueError, match="discriminator_condition"):
-        tiny_gan(conditional=True, discriminator_condition="concat")
+        tiny_gan(conditional=True, discriminator_condition="input")
 
 
 def test_mode_seeking_draws_pairs_of_one_label_and_trains_them_apart(mnist_dir):
