@@ -153,7 +153,8 @@ def run_real(name: str, split: str, max_images: int = 10_000) -> None:
                 **{k: round(float(v), 5) for k, v in scorer.compute().items()}})
 
 
-COLUMNS = [("conditional_accuracy", "cond. acc."), ("fid_classifier", "FD"), ("precision_classifier", "precision"),
+COLUMNS = [("conditional_accuracy", "cond. acc."), ("class_coverage", "coverage"), ("fid_classifier", "FD"),
+           ("precision_classifier", "precision"),
            ("recall_classifier", "recall"), ("kid_classifier", "KID"), ("diversity_classifier", "diversity"),
            ("class_fid_classifier_mean", "class FD mean"), ("class_fid_classifier_worst", "class FD worst"),
            ("class_fid_ratio_worst", "worst class FD / its real"),

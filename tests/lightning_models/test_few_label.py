@@ -1,10 +1,12 @@
 import os
 
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from datamodules import MNISTDataModule
 from lightning_models.few_label import FewLabelClassifier, balanced_label_draw, label_spreading
+from lightning_models.networks.mlp import MLP
 from lightning_models.split_rows import image_fingerprint
 from tests.helpers import REPO, last_checkpoint, run_cli, state_of, tiny_args
 from tests.lightning_models.latent_fixtures import autoencoder_ckpt, latent_data  # noqa: F401 (fixtures)
@@ -34,10 +36,14 @@ def test_fingerprint_and_label_spreading():
     truth = torch.arange(200) % 2
     features = torch.randn(200, 8, generator=gen) * 0.3 + torch.where(truth[:, None] == 1, 3.0, -3.0)
     features[:, 1:] += torch.randn(200, 7, generator=gen) * 0.3
+    # and a third cluster, far from both, that no label reaches: its certainty is 0, whatever its pseudo-label
+    features = torch.cat([features, torch.randn(20, 8, generator=gen) * 0.3 + torch.tensor([0.0, 9.0, *[0.0] * 6])])
     labelled = torch.tensor([0, 1])
     pseudo, certainty = label_spreading(features, labelled, truth[labelled], 2, 5, 0.99, 20)
-    assert torch.equal(pseudo, truth)
-    assert certainty.min() >= 0 and certainty.max() <= 1
+    assert torch.equal(pseudo[:200], truth)
+    assert certainty[200:].abs().max() == 0
+    # within a labelled cluster the scores are nearly one-hot (entropy well below log 2's)
+    assert certainty[:200].min() > 0.5 and certainty[labelled].min() > 0.9
 
 
 def encoder_state(state_dict, prefix):
@@ -64,7 +70,10 @@ def test_fit_frozen_encoder_unchanged_and_test_accuracy(freeze, latent_data, aut
     assert torch.equal(model.labelled_indices, expected)
     if freeze:
         metrics = run_cli("test", [*args, "--ckpt_path", ckpt]).trainer.callback_metrics
-        assert 0.0 <= float(metrics["test/accuracy"]) <= 1.0
+        test = MNISTDataModule(data_dir=latent_data, val_size=8).split("test")  # the whole test split, by hand
+        with torch.no_grad():
+            predicted = model.eval()(test["image"].float() / 255).argmax(1)
+        assert float(metrics["test/accuracy"]) == pytest.approx(float((predicted == test["label"]).float().mean()))
 
 
 def test_bad_options(autoencoder_ckpt):
@@ -74,3 +83,50 @@ def test_bad_options(autoencoder_ckpt):
         FewLabelClassifier("missing/last.ckpt")
     with pytest.raises(ValueError, match="takes images"):
         FewLabelClassifier(autoencoder_ckpt, image_shape=(3, 28, 28))
+
+
+class RelabelledMNIST(MNISTDataModule):
+    """Tiny MNIST whose training batches carry random labels (`scramble`), or whose train split gives one
+    labelled image another label (`relabel`: its row)."""
+
+    def __init__(self, scramble: bool = False, relabel: int | None = None, **kwargs) -> None:
+        super().__init__(val_size=8, batch_size=8, **kwargs)
+        self.scramble, self.relabel = scramble, relabel
+        self.label_rng = torch.Generator().manual_seed(123)  # its own: the global random state stays the run's
+
+    def load_split(self, split):
+        data = super().load_split(split)
+        if split == "train" and self.relabel is not None:
+            data = {**data, "label": data["label"].clone()}
+            data["label"][self.relabel] = (data["label"][self.relabel] + 1) % 10
+        return data
+
+    def transform_batch(self, batch):
+        if self.scramble:
+            batch = {**batch, "label": torch.randint(0, 10, batch["label"].shape, generator=self.label_rng)}
+        return batch
+
+
+def test_labels_of_the_training_batches_are_never_read(latent_data, autoencoder_ckpt):
+    """The labelled images' labels reach the model through the train split, read once to draw them (a
+    class-balanced draw needs every label); the batches' labels must change nothing, while one labelled image's
+    label does."""
+
+    def fit_weights(datamodule):
+        pl.seed_everything(0)
+        model = FewLabelClassifier(autoencoder_ckpt, num_labels=10, hidden=[8], freeze_encoder=False)
+        batch_labels = []
+        model.on_train_batch_start = lambda batch, idx: batch_labels.append(batch["label"])
+        trainer = pl.Trainer(max_steps=4, accelerator="cpu", logger=False, enable_checkpointing=False,
+                             enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+        trainer.fit(model, datamodule)
+        return model.state_dict(), torch.cat(batch_labels)
+
+    true, true_labels = fit_weights(RelabelledMNIST(data_dir=latent_data))
+    scrambled, scrambled_labels = fit_weights(RelabelledMNIST(scramble=True, data_dir=latent_data))
+    assert (true_labels != scrambled_labels).float().mean() > 0.5  # the batches did carry other labels
+    assert true.keys() == scrambled.keys() and any(k.startswith("head.") for k in true)
+    for key in true:  # head, fine-tuned encoder, BatchNorm statistics, the drawn subset: bit-identical
+        assert torch.equal(true[key], scrambled[key]), key
+    relabelled, _ = fit_weights(RelabelledMNIST(relabel=int(true["labelled_indices"][0]), data_dir=latent_data))
+    assert any(not torch.equal(true[k], relabelled[k]) for k in true if k.startswith("head."))

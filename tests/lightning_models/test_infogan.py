@@ -369,7 +369,16 @@ def test_cli_logs_traversals_and_tests_offline(mnist_dir, tmp_path, monkeypatch)
     assert "torch-fidelity" in message and "\n" not in message
     assert {"test/code_accuracy_0", "test/code_mae_0", "test/code_mae_1", "test/class_accuracy",
             "test/class_accuracy_majority"} <= set(metrics)
-    assert "test/fid_inception" not in metrics and 0 <= float(metrics["test/class_accuracy"]) <= 1
+    assert "test/fid_inception" not in metrics
+    # the accuracies by hand from the printed table: majority = each row's largest count; one-to-one = the count
+    # of the label each row is mapped to (its "-> label"), the mapping giving each label to one row at most
+    rows = [line.split("|") for line in table.splitlines()[4:]]
+    counts = [[int(v) for v in row[1].split()] for row in rows]
+    mapped = [row[2].split("->")[1].split()[0] for row in rows]
+    assert len({m for m in mapped if m != "-"}) == len([m for m in mapped if m != "-"])
+    one_to_one = sum(c[int(m)] for c, m in zip(counts, mapped) if m != "-") / test_images
+    assert float(metrics["test/class_accuracy"]) == pytest.approx(one_to_one)
+    assert float(metrics["test/class_accuracy_majority"]) == pytest.approx(sum(map(max, counts)) / test_images)
 
 
 def inception_weights_file(path: str, monkeypatch) -> str:

@@ -1,6 +1,7 @@
 """GANInversion: frozen generator, encoder-only gradients, checkpoints without the GAN file, clear errors, and
 every predict task and `test` through the real CLI on tiny data."""
 
+import math
 import os
 import shutil
 
@@ -10,9 +11,10 @@ from PIL import Image
 
 from lightning_models import GAN, GANInversion
 from lightning_models.inversion import load_generator_checkpoint
-from lightning_models.restoration import center_mask
+from lightning_models.restoration import center_mask, corrupt
 from tests.conftest import make_mnist_dir
 from tests.helpers import REPO, last_checkpoint, run_cli, state_of, tiny_args, upstream_checkpoint
+from tests.lightning_models.inversion_fixtures import known_inverter, psnr, range_images
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 CONFIG = os.path.join(REPO, "configs", "inversion_mnist.yaml")
@@ -109,22 +111,34 @@ def test_missing_or_wrong_gan_checkpoint_errors(data_and_gan, tmp_path):
         load_generator_checkpoint(str(tmp_path / "classifier.ckpt"))
 
 
-def test_inpainting_keeps_known_pixels_and_denoising_improves(data_and_gan, tmp_path):
-    _, gan_path = data_and_gan
-    model = GANInversion(gan_path=gan_path, encoder_width=4, optim_steps=3, restarts=2, predict_task="inpaint",
-                         mask="blocks", num_blocks=2, block_size=5).eval()
-    images = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+def test_inpainting_keeps_known_pixels_and_denoising_improves():
+    # the linear generator of inversion_fixtures: its range holds the images, so both answers are known
+    model = known_inverter(optim_steps=100, restarts=2, predict_task="inpaint", mask="blocks", num_blocks=2,
+                           block_size=5)
+    images = range_images(model, 3)
     with torch.inference_mode():
         out = model.predict_step({"image": images}, 0)
     assert out["strips"].shape == (1, 3, 2 + 3 * 30, 2 + 4 * 28 + 2)  # one grid, a row per image
     mask = model.make_mask(3, torch.Generator().manual_seed(0))  # the same seed as predict batch 0
     restored = out["restored"]
     assert torch.equal(restored * mask, images * mask)  # the known pixels are kept
-    assert (restored * (1 - mask)).abs().sum() > 0  # the holes are filled
+    assert ((1 - mask).flatten(1).sum(1) >= 25).all()  # each image has holes (its blocks may overlap)...
+    torch.testing.assert_close(restored, images, atol=1e-2, rtol=0)  # ...filled with the truth: the rest fix z
     for i in range(3):  # row i of the grid: original | ... | restored
         row = out["strips"][0, :1, 2 + 30 * i : 30 + 30 * i, 2 : 2 + 4 * 28]
         torch.testing.assert_close(row[..., :28], images[i])
         torch.testing.assert_close(row[..., 84:], restored[i])
+
+    model = known_inverter(model.generator, optim_steps=100, restarts=2, predict_task="denoise", sigma=0.3)
+    noisy = corrupt(images, "denoise", 0.3, generator=torch.Generator().manual_seed(0))  # predict's, batch 0
+    with torch.inference_mode():
+        denoised = model.predict_step({"image": images}, 0)["restored"]
+    # the least-squares fit (no prior) of the noisy image is its projection onto the range
+    projection = model.decode(model.generator.least_squares(noisy * 2 - 1))
+    torch.testing.assert_close(denoised, projection, atol=1e-2, rtol=0)
+    # which keeps 8 of the 784 dimensions of the noise: 10 log10(784 / 8) = 19.9 dB in expectation, measured
+    # +21.0 dB on these 3 images; skipping the fit (the untrained encoder's guess, an image of the range) +11.4
+    assert psnr(denoised, images) - psnr(noisy, images) > 15
 
 
 def test_invert_combines_the_restarts_images_and_rejects_a_bad_combine_option(data_and_gan):
@@ -206,6 +220,14 @@ def test_cli_test_reports_every_score(data_and_gan, trained, tmp_path):
     metrics = cli.trainer.callback_metrics
     expected = ["psnr_encoder", "psnr_optim", "psnr_hybrid", "ssim_hybrid", "loss_optim", "psnr_denoise_sigma0.3",
                 "psnr_noisy_sigma0.5", "psnr_inpaint_hole", "psnr_meanfill_hole", "ssim_inpaint"]
-    for name in expected:
-        assert torch.isfinite(metrics[f"test/{name}"]), name
+    assert {f"test/{name}" for name in expected} <= set(metrics)
+    # (the scores' values on known answers: test_inversion_eval.py) The losses are per-image squared errors in
+    # [-1, 1], 4x those in [0, 1], and the PSNRs per-image means of 10 log10(1 / error): by Jensen's inequality
+    # the mean PSNR is at least the PSNR of the mean error, equal only when every image has the same error.
+    for how in ("optim", "hybrid"):
+        assert metrics[f"test/psnr_{how}"] >= 10 * torch.log10(4 / metrics[f"test/loss_{how}"]) - 1e-4, how
+    # clamping to [0, 1] only brings a noisy pixel closer to the truth: PSNR >= 10 log10(1 / sigma^2), less a
+    # margin for the spread of the noise's mean square over 784 pixels and 8 images (0.1 dB)
+    for sigma in (0.3, 0.5):
+        assert metrics[f"test/psnr_noisy_sigma{sigma}"] >= -20 * math.log10(sigma) - 0.2, sigma
     assert metrics["test/psnr_noisy_sigma0.3"] > metrics["test/psnr_noisy_sigma0.5"]

@@ -135,10 +135,16 @@ def test_latent_optimisation_keeps_the_best_start_and_uses_the_mask():
 
 def test_latent_optimisation_runs_under_inference_mode():
     net = LinearGenerator()
-    with torch.inference_mode():  # what Lightning's test and predict loops do
-        targets = net(torch.zeros(2, 4))
-        z, _ = optimize_latent(net, targets, 4, steps=5, lr=0.1, restarts=2, prior_weight=0.01)
-    assert torch.isfinite(z).all()
+    targets = net(torch.randn(2, 4, generator=torch.Generator().manual_seed(13)))
+    options = dict(steps=5, lr=0.1, restarts=2, prior_weight=0.01)
+    z, loss = optimize_latent(net, targets, 4, **options, generator=torch.Generator().manual_seed(14))
+    with torch.inference_mode():  # what Lightning's test and predict loops do: the same optimisation runs
+        inferred = optimize_latent(net, targets.clone(), 4, **options, generator=torch.Generator().manual_seed(14))
+    torch.testing.assert_close(inferred, (z, loss), rtol=0, atol=0)
+    start = torch.randn(2, 2, 4, generator=torch.Generator().manual_seed(14))  # the restarts' first draws
+    start_loss = (data_loss(net(start.flatten(0, 1)), targets.repeat(2, 1, 1, 1), None, "l2")
+                  + 0.01 * prior_penalty(start.flatten(0, 1), "norm"))
+    assert (loss < start_loss.view(2, 2).min(0).values).all()  # and it moved the latents towards the targets
 
 
 def test_combine_restarts_best_picks_the_lowest_loss_and_mean_matches_a_manual_weighting():

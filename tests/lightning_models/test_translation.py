@@ -5,6 +5,7 @@ import pytorch_lightning as pl
 import torch
 
 from lightning_models.cyclegan import CycleGAN
+from lightning_models.losses import get_loss, gradient_penalty
 from lightning_models.pix2pix import Pix2Pix
 from lightning_models.networks.translation import InwardClamp
 from lightning_models.translation import linear_decay
@@ -127,8 +128,22 @@ def test_dcgan_weight_init_reaches_all_four_networks(cls):
 
 
 def test_wgan_gp_loss_trains(mnist_dir):
-    trainer = fit(tiny(Pix2Pix, loss="wgan_gp"), mnist_dir, max_steps=2)
+    torch.manual_seed(0)
+    model = tiny(Pix2Pix, loss="wgan_gp", gp_weight=10.0)
+    gen = torch.Generator().manual_seed(0)
+    real, fake, source = (torch.rand(4, 3, 28, 28, generator=gen) * 2 - 1 for _ in range(3))
+    # the critic's loss: the Wasserstein term plus gp_weight times the penalty at the same random mixes
+    critic = model.discriminator_b
+    loss = model.discriminator_loss(critic, real, fake, source, torch.Generator().manual_seed(1))
+    wasserstein = get_loss("wgan_gp").discriminator(model.judge(critic, real, source), model.judge(critic, fake, source))
+    penalty = gradient_penalty(lambda x: model.judge(critic, x, source), real, fake, torch.Generator().manual_seed(1))
+    assert penalty > 0.1  # a random critic's gradient norm is far from 1
+    torch.testing.assert_close(loss, wasserstein + 10.0 * penalty)
+    before = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("discriminator")}
+    trainer = fit(model, mnist_dir, max_steps=2)  # the penalty's double backward steps both critics
     assert torch.isfinite(trainer.callback_metrics["train/loss_d"])
+    for prefix in ("discriminator_a.", "discriminator_b."):
+        assert any(not torch.equal(v, model.state_dict()[k]) for k, v in before.items() if k.startswith(prefix))
 
 
 @pytest.mark.parametrize("generator", ["unet", "resnet"])
