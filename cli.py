@@ -36,10 +36,11 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 
 from datamodules import ImageDataModule
+from lightning_models._moved import current_class_path
 from lightning_models.base import NonFiniteLossError, TrainingModule
-from lightning_models.checkpoints import read_checkpoint
 from lightning_models.callbacks import (WANDB_RUN_KEY, ImageWriter, RunCheckpoint, RunInterrupted, find_last_checkpoint,
                                         run_dir)
+from lightning_models.checkpoints import read_checkpoint
 
 
 class SaveRunConfig(SaveConfigCallback):
@@ -124,6 +125,8 @@ class GenerativeCLI(LightningCLI):
         self._checkpoint_wandb_run = saved.get(WANDB_RUN_KEY)
         hparams = dict(saved.get("hyper_parameters") or {})
         saved_class = hparams.pop("_class_path", None)
+        if saved_class:  # a checkpoint written before issue 29's layout names the class by its old module
+            saved_class = current_class_path(saved_class)
         hparams.pop("_instantiator", None)
         holds = saved_class or saved.get("model_class")
         if holds and wanted and holds.rsplit(".", 1)[-1] != wanted.rsplit(".", 1)[-1]:

@@ -42,8 +42,8 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import cli  # noqa: E402
-from lightning_models.classifier import random_translate  # noqa: E402
-from lightning_models.few_label import label_spreading  # noqa: E402
+from lightning_models.latent.few_label import label_spreading  # noqa: E402
+from lightning_models.metrics.classifier import random_translate  # noqa: E402
 from lightning_models.performance import ChannelsLast, CompileNetworks  # noqa: E402
 
 WARMUP = 3

@@ -15,8 +15,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from lightning_models.cyclegan import CycleGAN
 from lightning_models.networks.dcgan import batch_spread
+from lightning_models.translation.cyclegan import CycleGAN
 
 
 def strokes(images: Tensor) -> Tensor:

@@ -135,7 +135,7 @@ def run_real(name: str, split: str, max_images: int = 10_000) -> None:
     import torch
 
     from datamodules import MNISTDataModule
-    from lightning_models.evaluation import SampleEvaluator
+    from lightning_models.metrics.evaluation import SampleEvaluator
 
     data_dir, dataset, val, classifier = DATA[name]
     dm = MNISTDataModule(dataset, data_dir, val_size=val, test_split=split)

@@ -11,7 +11,7 @@
 checkpoint `--gan` (default: the 3,000-step DCGAN of the loss study), under <work>/inversion_mnist.
 `test` runs `cli.py test` on the first `--images` MNIST test images with that encoder's newest checkpoint:
 encoder-only / optimisation-only / hybrid reconstruction, denoising at sigma 0.3 and 0.5, and inpainting of a
-10x10 centre hole against the mean-fill baseline (see lightning_models/inversion_eval.py), with `--restarts`
+10x10 centre hole against the mean-fill baseline (see lightning_models/inversion/evaluation.py), with `--restarts`
 starts and `--optim-steps` Adam steps per latent optimisation. Each run appends its scores and wall time to
 <work>/inversion.jsonl; `table` prints them as Markdown. `ablate` changes one thing at a time in the
 optimisation-only inversion of the first `--images` test images (through the Python API, same checkpoint):
@@ -87,7 +87,7 @@ def ablate(args: argparse.Namespace) -> dict:
 
     from datamodules import MNISTDataModule
     from lightning_models import GANInversion
-    from lightning_models.restoration import center_mask, data_loss, optimize_latent
+    from lightning_models.inversion.restoration import center_mask, data_loss, optimize_latent
 
     torch.manual_seed(0)
     model = GANInversion.load_from_checkpoint(find_last_checkpoint(os.path.join(args.work, "inversion_mnist")))
@@ -132,7 +132,7 @@ def combine(args: argparse.Namespace) -> dict:
 
     from datamodules import MNISTDataModule
     from lightning_models import GANInversion
-    from lightning_models.restoration import center_mask, combine_restarts, corrupt, mean_fill
+    from lightning_models.inversion.restoration import center_mask, combine_restarts, corrupt, mean_fill
 
     torch.manual_seed(0)
     model = GANInversion.load_from_checkpoint(find_last_checkpoint(os.path.join(args.work, "inversion_mnist")))

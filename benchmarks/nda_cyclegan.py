@@ -11,7 +11,7 @@ import itertools
 
 import torch
 
-from lightning_models.cyclegan import CycleGAN
+from lightning_models.translation.cyclegan import CycleGAN
 
 PERMS = [p for p in itertools.permutations(range(3)) if p != (0, 1, 2)]
 

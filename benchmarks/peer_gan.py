@@ -1,6 +1,6 @@
 """A plain-PyTorch peer: DCGAN and conditional GAN for 28x28 images as the common tutorials write them, with no
 Lightning, trained on the same training split, batch size and number of batches as our configs, and scored by the
-same `cli.py test` code (`GenerativeModule`'s test epoch through a `Trainer`).
+same `cli.py test` code (`SampleScores`'s test epoch through a `Trainer`).
 
 The recipe (PyTorch's DCGAN tutorial, adapted to 28x28 as the MNIST tutorials do; the cGAN as the usual cGAN
 tutorials write it): the generator maps z (100) [+ a learned 10-d label embedding] through a linear layer to
@@ -73,12 +73,13 @@ def dcgan_init(m: nn.Module) -> None:
 
 
 def score(generator: nn.Module, conditional: bool, dm, classifier: str, num_samples: int) -> dict[str, float]:
-    """The `cli.py test` metrics of `generator`, through the same GenerativeModule test epoch."""
+    """The `cli.py test` metrics of `generator`, through the same `SampleScores` test epoch as the GANs."""
     import pytorch_lightning as pl
 
     from lightning_models.base import GenerativeModule
+    from lightning_models.metrics import SampleScores
 
-    class PeerSampler(GenerativeModule):
+    class PeerSampler(SampleScores, GenerativeModule):
         def __init__(self):
             super().__init__()
             self.save_hyperparameters({"classifier_path": classifier, "num_eval_samples": num_samples})

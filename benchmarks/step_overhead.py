@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import collection_throughput as ct  # noqa: E402
-from lightning_models.gan import GAN  # noqa: E402
+from lightning_models.gan.gan import GAN  # noqa: E402
 from lightning_models.losses import get_loss  # noqa: E402
 from lightning_models.networks.mlp import MLP  # noqa: E402
 

@@ -1,6 +1,6 @@
 """The pairing study of issue 6: a plain GAN translator, CycleGAN and pix2pix, each trained on unpaired and on
 paired colored MNIST for the same number of batches, scored by `cli.py test` (color accuracy, shape IoU and
-cycle L1 in both directions, see lightning_models/translation_eval.py).
+cycle L1 in both directions, see lightning_models/translation/evaluation.py).
 
     python benchmarks/translation_benchmark.py [--batches 600] [--batch-size 32] [--width 16] [--lr 1e-3]
                                                [--generator-output tanh]
@@ -40,7 +40,7 @@ import torch  # noqa: E402
 
 from benchmarks.gan_quality import QUIET, prepare_data  # noqa: E402
 from cli import GenerativeCLI  # noqa: E402
-from lightning_models.translation_eval import METRICS  # noqa: E402
+from lightning_models.translation.evaluation import METRICS  # noqa: E402
 
 MODELS = {
     "plain": ("cyclegan_colored_mnist.yaml", ["--model.cycle_weight", "0", "--model.identity_weight", "0"]),

@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from datamodules import UnpairedColoredMNISTDataModule  # noqa: E402
 from datamodules.colored_mnist import dominant_color, paint  # noqa: E402
 from lightning_models.callbacks import find_last_checkpoint  # noqa: E402
-from lightning_models.translation import TranslationModule  # noqa: E402
+from lightning_models.translation.base import TranslationModule  # noqa: E402
 
 
 def load(path: str) -> TranslationModule:
@@ -37,7 +37,7 @@ def load(path: str) -> TranslationModule:
     if not ckpt or not os.path.isfile(ckpt):
         raise SystemExit(f"{path}: no checkpoint (give a .ckpt file or a run root holding <run>/checkpoints/last.ckpt)")
     saved = torch.load(ckpt, map_location="cpu", weights_only=False)
-    module, _, name = saved.get("model_class", "lightning_models.cyclegan.CycleGAN").rpartition(".")
+    module, _, name = saved.get("model_class", "lightning_models.translation.CycleGAN").rpartition(".")
     cls = getattr(__import__(module, fromlist=[name]), name)
     return cls.load_from_checkpoint(ckpt, map_location="cpu").eval()
 

@@ -1,5 +1,6 @@
 """What every generative model of the collection shares: the `sample()` contract, label checks, the noise
-source that makes runs (and resumed runs) reproducible, the non-finite-loss guard, and `cli.py test`.
+source that makes runs (and resumed runs) reproducible, the non-finite-loss guard, and `cli.py predict`'s grids
+(`cli.py test`'s classifier scores are `lightning_models.metrics.SampleScores`).
 
 Subclasses implement `generate(n, labels, generator)` (images in [-1, 1] or [0, 1], see `output_range`) and
 their training scheme; everything here is what truly every subclass uses.
@@ -16,8 +17,6 @@ from typing import Any, Collection, Iterator, Mapping
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
-
-from lightning_models.progress import phase_progress
 
 
 def _mean(values: list[Tensor | float]) -> Tensor | float:
@@ -149,7 +148,9 @@ class TrainingModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Records the model class, so loading a checkpoint into another class fails with a clear message.
         Subclasses overriding this hook call `super()`."""
-        checkpoint["model_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
+        from lightning_models.checkpoints import class_path
+
+        checkpoint["model_class"] = class_path(type(self))
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: str | os.PathLike, map_location: Any = None,
@@ -202,11 +203,11 @@ class TrainingModule(pl.LightningModule):
 
 
 class GenerativeModule(TrainingModule):
-    """Base of the generative models: `sample(n, labels)` -> (n, C, H, W) in [0, 1], and their test metrics.
+    """Base of the generative models: `sample(n, labels)` -> (n, C, H, W) in [0, 1], and `cli.py predict`'s grids.
 
-    Subclasses set `self.conditional` and `self.num_classes` and implement `generate`. `cli.py test` draws
-    `num_eval_samples` samples and compares them with the test split in a pretrained classifier's feature
-    space (`classifier_path`), see `lightning_models.evaluation`.
+    Subclasses set `self.conditional` and `self.num_classes` and implement `generate`. Their `cli.py test` (samples
+    scored against the test split in a classifier's feature space) is `lightning_models.metrics.SampleScores`,
+    which the models mix in before this class.
     """
 
     #: range of `generate`'s output; `sample` maps it to [0, 1].
@@ -249,59 +250,6 @@ class GenerativeModule(TrainingModule):
             images = self.generate(n, labels, generator)
         low, high = self.output_range
         return ((images.float() - low) / (high - low)).clamp_(0, 1)
-
-    # --- cli.py test: sample quality in a classifier's feature space -----------------------------------------------
-    def _no_classifier_message(self) -> str:
-        return (f"--model.classifier_path: test on {type(self).__name__} needs a classifier checkpoint (train one "
-                "with `python cli.py fit --config configs/classifier_mnist.yaml`, then pass runs/classifier_mnist)")
-
-    #: whether `test` needs `classifier_path` (models with test metrics of their own, InfoGAN and VAE, do not)
-    test_needs_classifier: bool = True
-
-    def check_inputs(self, stage: str) -> None:
-        """`test` reads the classifier of `classifier_path`: checked (and kept for the test) before anything
-        starts, and refused there when it is missing (for the models that need it)."""
-        super().check_inputs(stage)
-        path = self.hparams.get("classifier_path")
-        if stage == "test" and not path and self.test_needs_classifier:
-            raise ValueError(self._no_classifier_message())
-        if stage == "test" and path:
-            from lightning_models.evaluation import SampleEvaluator
-
-            self.__dict__["_checked_evaluator"] = (path, SampleEvaluator(path, self.num_classes, self.conditional))
-
-    def on_test_epoch_start(self) -> None:
-        from lightning_models.evaluation import SampleEvaluator
-
-        path = getattr(self.hparams, "classifier_path", None)
-        if not path:
-            raise ValueError(self._no_classifier_message())
-        checked_path, evaluator = self.__dict__.pop("_checked_evaluator", (None, None))
-        if checked_path != path:
-            evaluator = SampleEvaluator(path, self.num_classes, self.conditional)
-        self.evaluator = evaluator.to(self.device)
-
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self.evaluator.update_real(batch["image"], batch.get("label"))
-
-    def on_test_epoch_end(self) -> None:
-        from lightning_models.evaluation import sample_in_chunks
-
-        rng = torch.Generator(device=self.device).manual_seed(12345 + self.global_rank)
-        n, rank, world = self.hparams.num_eval_samples, self.global_rank, self.trainer.world_size
-        batch_size = self.trainer.datamodule.eval_batch_size
-        with phase_progress(self.trainer, f"test: sampling for the classifier metrics (batches of {batch_size})",
-                            len(range(rank, n, world)), "samples") as progress:
-            for images, labels in sample_in_chunks(
-                lambda k, y: self.sample(k, y, generator=rng), n, batch_size, self.num_classes, self.conditional,
-                self.device, rank=rank, world_size=world,
-            ):
-                self.evaluator.update_fake(images, labels)
-                progress(len(images))
-        with phase_progress(self.trainer, "test: computing the scores (Fréchet distance, KID, precision/recall)"):
-            scores = self.evaluator.compute()
-        self.log_dict({f"test/{k}": v for k, v in scores.items()}, sync_dist=False)
-        del self.evaluator
 
     # --- cli.py predict -------------------------------------------------------------------------------------
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import sys
 import warnings
 from typing import Any
 
@@ -120,6 +121,15 @@ def _why_unreadable(data: bytes, err: Exception) -> str:
     return "it is not a file written by torch.save"
 
 
+def class_path(cls: type) -> str:
+    """The path a checkpoint records for `cls`: by its family's package when that exports it, as configs name it
+    (`lightning_models.gan.GAN`, not `lightning_models.gan.gan.GAN`), else by its module."""
+    package = sys.modules.get(cls.__module__.rpartition(".")[0])
+    if package is not None and vars(package).get(cls.__qualname__) is cls:
+        return f"{package.__name__}.{cls.__qualname__}"
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 def saved_class(checkpoint: dict[str, Any]) -> str | None:
     """The model class a checkpoint records: the CLI's `_class_path` (as configs name it), else the module path
     `TrainingModule.on_save_checkpoint` records."""
@@ -165,7 +175,7 @@ def check_fits(module: Any, checkpoint: dict[str, Any]) -> None:
     """Raises a ValueError (without the path: callers add it) when `checkpoint` holds another model class, was
     trained on another image shape, or has networks of other sizes than `module`, naming the options that differ."""
     cls = type(module)
-    mine = f"{cls.__module__}.{cls.__qualname__}"
+    mine = class_path(cls)
     saved = checkpoint.get("model_class")
     if saved is not None and saved.rsplit(".", 1)[-1] != cls.__qualname__:
         raise ValueError(f"this checkpoint holds a {saved}, not a {mine}: use the config (or class) it was "

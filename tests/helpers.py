@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import pytorch_lightning as pl
 import torch
 import yaml
@@ -118,3 +119,14 @@ class DumpWeights(pl.Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         self._dump(trainer, pl_module, "end")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Autouse where a test module imports it (the translation and inversion tests): networks of 4 channels gain
+    nothing from a second thread, and on a shared 2-core machine two OpenMP threads spin-wait for each other (10x
+    slower here)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -1,5 +1,5 @@
 """Bad input through the real command line: each case gives one clear error naming what is wrong, a non-zero exit,
-and leaves checkpoints as they were. One row per case in README's "When something is wrong" table."""
+and leaves checkpoints as they were. One row per case in docs/troubleshooting.md's "When something is wrong" table."""
 
 import io
 import os
@@ -141,10 +141,10 @@ def test_checkpoint_with_other_network_sizes_lists_the_options(gan_run, mnist_di
 def test_checkpoint_of_another_model_class_is_refused(gan_run, mnist_dir, tmp_path, capsys):
     _, gan_ckpt = gan_run
     code, err = main(["fit", *tiny_args(VAE, mnist_dir, str(tmp_path / "vae"), "--ckpt_path", gan_ckpt)], capsys)
-    assert code == 2 and "holds a lightning_models.GAN" in err and "lightning_models.VAE" in err
+    assert code == 2 and "holds a lightning_models.gan.GAN" in err and "lightning_models.vae.VAE" in err
     from lightning_models import VAE as VAEClass
 
-    with pytest.raises(ValueError, match="lightning_models.GAN.*VAE"):  # Lightning refuses before any weight loads
+    with pytest.raises(ValueError, match="lightning_models.gan.GAN.*VAE"):  # Lightning refuses before any weight loads
         VAEClass.load_from_checkpoint(gan_ckpt)
 
 
@@ -213,11 +213,11 @@ def test_missing_upstream_checkpoint_gives_one_line_naming_the_option(config, mn
     assert "Given value" not in err  # not jsonargparse's dump of the whole namespace
 
 
-# --- the table of README's "When something is wrong": one row per input -------------------------------------------
+# --- the table of docs/troubleshooting.md's "When something is wrong": one row per input -----------------------------
 # Each row runs a refused command through the real CLI with a W&B logger (offline, writing into the row's folder).
 # It must exit with the row's code, print one `error:` line that starts with the row's words (FILE: the offending
 # path as Python quotes it) as the last thing on screen, and leave nothing on disk: no W&B run, run folder,
-# checkpoint or data folder. README lists the same rows (test_readme_lists_every_row).
+# checkpoint or data folder. docs/troubleshooting.md lists the same rows (test_readme_lists_every_row).
 CLASSIFIER = next(c for c in CONFIGS if c.endswith("classifier_mnist.yaml"))
 INVERSION = next(c for c in CONFIGS if c.endswith("inversion_mnist.yaml"))
 LATENT_GAN = next(c for c in CONFIGS if c.endswith("latent_gan_mnist.yaml"))
@@ -344,7 +344,7 @@ BAD_INPUTS = [  # id, input (README's words), command, exit code, first words of
      "--ckpt_path FILE is not a GAN checkpoint: it holds Python objects"),
     ("ckpt_other_class", "a checkpoint of another model class",
      lambda s: ["test", *s.args(CLASSIFIER, "--ckpt_path", s.path_of(s.gan))], 2,
-     "--ckpt_path FILE holds a lightning_models.GAN, but the config's model is lightning_models.classifier.Classifier"),
+     "--ckpt_path FILE holds a lightning_models.gan.GAN, but the config's model is lightning_models.metrics.Classifier"),
     ("ckpt_old_weights", "a checkpoint of an older layout (weights under other names)",
      lambda s: gan_test(s, "--ckpt_path", s.bad("old_weights")), 2,
      "--ckpt_path FILE: its weights do not fit a GAN built from its options"),
@@ -371,19 +371,19 @@ BAD_INPUTS = [  # id, input (README's words), command, exit code, first words of
      "--model.classifier_path FILE is not a Classifier checkpoint: it is a text file"),
     ("classifier_other_class", "`--model.classifier_path` to another model's checkpoint",
      lambda s: gan_test(s, "--ckpt_path", s.gan, "--model.classifier_path", s.path_of(s.gan)), 2,
-     "--model.classifier_path FILE holds a lightning_models.GAN, not a Classifier checkpoint"),
+     "--model.classifier_path FILE holds a lightning_models.gan.GAN, not a Classifier checkpoint"),
     ("gan_path_empty", "`--model.gan_path` (inversion) to an empty file",
      lambda s: ["fit", *s.args(INVERSION, "--model.gan_path", s.bad("empty"))], 2,
      "--model.gan_path FILE is not a GAN checkpoint: the file is empty"),
     ("gan_path_other_class", "`--model.gan_path` to another model's checkpoint",
      lambda s: ["fit", *s.args(INVERSION, "--model.gan_path", s.path_of(upstream_checkpoint("ae_mnist.yaml", s.data)))],
-     2, "--model.gan_path FILE holds a lightning_models.autoencoder.Autoencoder, not a GAN checkpoint"),
+     2, "--model.gan_path FILE holds a lightning_models.latent.Autoencoder, not a GAN checkpoint"),
     ("autoencoder_code", "`--model.autoencoder_path` (latent models) to a pickle that would run code",
      lambda s: ["fit", *s.args(LATENT_GAN, "--model.autoencoder_path", s.bad("code"))], 2,
      "--model.autoencoder_path FILE is not an Autoencoder checkpoint: it holds Python objects"),
     ("autoencoder_other_class", "`--model.autoencoder_path` to another model's checkpoint",
      lambda s: ["fit", *s.args(LATENT_GAN, "--model.autoencoder_path", s.path_of(s.gan))], 2,
-     "--model.autoencoder_path FILE holds a lightning_models.GAN, not an Autoencoder checkpoint"),
+     "--model.autoencoder_path FILE holds a lightning_models.gan.GAN, not an Autoencoder checkpoint"),
     ("val_size", "`--data.val_size` as large as the training file",
      lambda s: ["fit", *s.args(DCGAN, "--data.val_size", "5000")], 2, "--data.val_size must be in [0,"),
     ("data_missing", "missing dataset files with `--data.download false`",
@@ -467,7 +467,7 @@ def test_load_from_checkpoint_refuses_each_bad_file(kind, error, reason, shared,
 
 
 def test_readme_lists_every_row():
-    with open(os.path.join(os.path.dirname(CONFIGS[0]), "..", "README.md")) as f:
+    with open(os.path.join(os.path.dirname(CONFIGS[0]), "..", "docs", "troubleshooting.md")) as f:
         readme = f.read()
     section = readme[readme.index("## When something is wrong"):]
     section = section[: section.index("\n## ", 1)]

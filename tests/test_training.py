@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from lightning_models.evaluation import ClassifierFeatures, SampleEvaluator, load_classifier, sample_in_chunks
+from lightning_models.metrics.evaluation import ClassifierFeatures, SampleEvaluator, load_classifier, sample_in_chunks
 from tests.helpers import CONFIGS, REPO, last_checkpoint, run_cli, run_cli_process, state_of, tiny_args
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")

@@ -16,7 +16,7 @@ from PIL import Image
 from torchvision.utils import save_image
 
 from lightning_models import callbacks
-from lightning_models import latent_plots as plots
+from lightning_models.vae import latent_plots as plots
 from tests.helpers import REPO, run_cli, tiny_args
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -85,7 +85,7 @@ def test_vae_latent_plots_on_wandb_are_the_pictures(wandb_offline, mnist_dir, tm
         logged.append((key, pixels(path)))
         callbacks.log_images(trainer, key, grid, step)
 
-    monkeypatch.setattr("lightning_models.vae_evaluation.log_images", log_images)
+    monkeypatch.setattr("lightning_models.vae.evaluation.log_images", log_images)
     root = str(tmp_path / "runs")
     # a 2-batch epoch: validation (and its pictures) after step 2
     media = run_with_wandb(wandb_args("vae_joint_colored_mnist.yaml", mnist_dir, root, "--trainer.max_steps", "2",

@@ -1,0 +1,284 @@
+"""The VAE training scheme: one model for continuous (Gaussian), discrete (Gumbel-softmax) and joint latents,
+with color-controllable sampling.
+
+The latent code is the decoder's input, laid out as `[z (continuous_dim) | one-hot of variable 1 | ...]`.
+Training: a reparameterised Gaussian sample and relaxed Gumbel-softmax samples (temperature annealed over
+`global_step`, which here counts batches: one optimizer step each), Bernoulli reconstruction (BCE summed over
+pixels) plus the KL terms, either weighted by `beta` or held at JointVAE capacities. Evaluation uses exact
+categorical samples, so `val/neg_elbo` and `test/neg_elbo` are single-sample estimates of a true bound.
+
+Color control: every training step adds the batch's posteriors, by color, to a moving average kept in buffers
+(so every checkpoint has current statistics; with `color_bank`, also the last posterior means of each color): see
+`lightning_models.vae.color_latents`. `sample(n, labels=color_ids)`
+draws codes from the requested colors' regions; `sample(n)` draws from the prior.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+import lightning_models.vae.latents as L
+from lightning_models.base import GenerativeModule
+from lightning_models.metrics.sample_scores import SampleScores
+from lightning_models.networks.conv import Norm
+from lightning_models.networks.vae import Architecture, build_decoder, build_encoder
+from lightning_models.vae.color_latents import ColorLatents
+from lightning_models.vae.evaluation import VAEEvaluation
+
+
+class VAE(VAEEvaluation, SampleScores, GenerativeModule):
+    """VAE with a continuous, a categorical or a joint latent (JointVAE, Dupont 2018) and color control.
+
+    `sample(n)` draws from the prior; `sample(n, labels)` takes color ids, which index the datamodule's palette
+    (`ColoredMNISTDataModule.palette`, by default 0 red, 1 green, 2 blue, 3 yellow, 4 magenta, 5 cyan,
+    6 orange, 7 violet, 8 white, 9 chartreuse), and draws from the latent region learned for each color. So
+    `num_classes` (the digits) is kept as `num_digits`, and `self.num_classes` is the number of colors, the
+    label space that `sample`, `SampleGrid` and `predict` see. `encode(images)` gives the posterior mode as a
+    latent code and `decode(codes)` images in [0, 1].
+
+    Args:
+        image_shape: (C, H, W), linked from the datamodule by the CLI.
+        num_classes: digit classes, linked from the datamodule (used by the clustering metric and plots).
+        num_colors: colors of the datamodule's palette (`--data.palette`); color ids of `sample` are below it.
+            0 turns color control off (data without colors): `sample` then takes no labels.
+        continuous_dim: size of the Gaussian latent (0 = none).
+        categorical_dims: number of categories of each categorical latent variable (empty = none).
+        architecture: "mlp" (the source report's 2352-512-256 encoder and mirrored decoder) or "conv"
+            (`networks.conv` blocks with a 256-unit fully connected layer on each side, see `networks.vae`).
+        mlp_hidden: hidden widths of the MLP encoder (the decoder uses them reversed).
+        conv_width: channels of the first convolution of the conv encoder / last of the conv decoder.
+        norm: normalisation of the hidden layers: "batch" (default; for the MLP it keeps categorical posteriors
+            from all collapsing onto one category early on) or "none" (the report's MLP); conv also takes
+            "instance" and "spectral" (see `networks.conv`).
+        beta: weight of the KL terms without capacities (1 = the ELBO).
+        capacity_continuous: JointVAE capacity (nats) the continuous KL is pushed to, rising linearly from 0
+            over `capacity_steps` (None = plain `beta` weighting of that KL).
+        capacity_categorical: the same for the summed categorical KL; capped at sum(log K), its largest value.
+        capacity_steps: steps (batches) over which the capacities rise to their maxima.
+        capacity_gamma: weight gamma of the capacity terms gamma * |KL - C(step)|.
+        temperature: Gumbel-softmax temperature at step 0.
+        temperature_min: temperature reached (geometrically) after `temperature_anneal_steps` steps (batches).
+        temperature_anneal_steps: length of the temperature schedule (0 = `temperature_min` from the start).
+        straight_through: train with hard one-hot categorical samples and the relaxed sample's gradient
+            (straight-through Gumbel-softmax) instead of relaxed samples.
+        lr: Adam learning rate.
+        color_stats_decay: per-batch decay of the per-color posterior statistics (0.9 averages about the last
+            10 batches, so they follow the encoder as it trains).
+        color_candidates: draws per color-requested sample, of which the first that the color model attributes
+            to the requested color is kept (1 = no selection); see `color_latents`.
+        color_temperature: sampling temperature of the color model (1 = its fitted spread; lower = more typical,
+            fewer off-color samples, less variety). Prior samples (`sample(n)`) are not affected.
+        color_bank: posterior means of the last `color_bank` training images of each color kept (in the
+            checkpoint) to draw the continuous part from their kernel density estimate instead of one Gaussian
+            per color (0 = one Gaussian); see `color_latents`.
+        seed: seed of the training noise (combined with rank and step).
+        num_eval_samples: samples drawn by `cli.py test` for `test/color_accuracy`.
+        predict_grid_size: samples per color written by `cli.py predict`.
+    """
+
+    test_needs_classifier = False  # its test scores what it can without a classifier
+
+    output_range = (0.0, 1.0)
+
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int] = (3, 28, 28),
+        num_classes: int = 10,
+        num_colors: int = 10,
+        continuous_dim: int = 3,
+        categorical_dims: Sequence[int] = (),
+        architecture: Architecture = "mlp",
+        mlp_hidden: Sequence[int] = (512, 256),
+        conv_width: int = 32,
+        norm: Norm = "batch",
+        beta: float = 1.0,
+        capacity_continuous: float | None = None,
+        capacity_categorical: float | None = None,
+        capacity_steps: int = 25_000,
+        capacity_gamma: float = 30.0,
+        temperature: float = 1.0,
+        temperature_min: float = 0.5,
+        temperature_anneal_steps: int = 10_000,
+        straight_through: bool = False,
+        lr: float = 1e-3,
+        color_stats_decay: float = 0.9,
+        color_candidates: int = 16,
+        color_temperature: float = 0.5,
+        color_bank: int = 0,
+        seed: int = 0,
+        num_eval_samples: int = 2000,
+        predict_grid_size: int = 16,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.categorical_dims = [int(k) for k in categorical_dims]
+        if continuous_dim < 0 or (continuous_dim == 0 and not self.categorical_dims):
+            raise ValueError("the latent is empty: set --model.continuous_dim > 0 and/or --model.categorical_dims "
+                             f"(e.g. [10]); got continuous_dim={continuous_dim}, categorical_dims={categorical_dims}")
+        if any(k < 2 for k in self.categorical_dims):
+            raise ValueError(f"--model.categorical_dims: every variable needs >= 2 categories, got {categorical_dims}")
+        if num_colors < 0:
+            raise ValueError(f"--model.num_colors must be >= 0 (0 = no color control), got {num_colors}")
+        if not 0.0 <= color_stats_decay < 1.0:
+            raise ValueError(f"--model.color_stats_decay must be in [0, 1), got {color_stats_decay}")
+        if color_temperature <= 0 or color_candidates < 1:
+            raise ValueError("--model.color_temperature must be > 0 and --model.color_candidates >= 1, got "
+                             f"{color_temperature} and {color_candidates}")
+        if color_bank < 0:
+            raise ValueError(f"--model.color_bank must be >= 0 (0 = one Gaussian per color), got {color_bank}")
+        L.annealed_temperature(0, temperature, temperature_min, 1)  # validates the temperatures at the CLI
+        self.continuous_dim = continuous_dim
+        self.latent_size = continuous_dim + sum(self.categorical_dims)
+        self.num_digits = num_classes
+        self.num_colors = num_colors
+        self.conditional = num_colors > 0
+        self.num_classes = num_colors  # the label space of sample(), checked by GenerativeModule.check_labels
+        image_shape = tuple(image_shape)
+        self.encoder = build_encoder(architecture, image_shape, 2 * continuous_dim + sum(self.categorical_dims),
+                                     mlp_hidden, conv_width, norm)
+        self.decoder = build_decoder(architecture, self.latent_size, image_shape, mlp_hidden, conv_width, norm)
+        self.color_latents = ColorLatents(num_colors, continuous_dim, self.categorical_dims, color_bank)
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+
+    def setup(self, stage: str) -> None:
+        data = self.trainer.datamodule
+        if data is None or stage != "fit" or not self.conditional:
+            return
+        colors = getattr(data, "num_colors", None)
+        if colors is None:
+            raise ValueError(f"--model.num_colors {self.num_colors}: {type(data).__name__} has no colors; use "
+                             "ColoredMNISTDataModule, or pass --model.num_colors 0 to train without color control")
+        if colors != self.num_colors:
+            raise ValueError(f"--model.num_colors {self.num_colors} but the datamodule's palette has {colors} colors: "
+                             f"pass --model.num_colors {colors}")
+
+    # --- the latent code ------------------------------------------------------------------------------------
+    def posterior(self, images: Tensor) -> tuple[Tensor, Tensor, list[Tensor]]:
+        """Posterior parameters of images (B, C, H, W) in [0, 1]: means (B, D), log-variances (B, D) and one
+        logits tensor (B, K_i) per categorical variable."""
+        d = self.continuous_dim
+        mean, logvar, rest = self.encoder(images).split([d, d, sum(self.categorical_dims)], 1)
+        return mean, logvar, list(rest.split(self.categorical_dims, 1))
+
+    def mode_code(self, mean: Tensor, logits: list[Tensor]) -> Tensor:
+        """The latent code (B, latent_size) of the posterior mode: the means and one-hot argmax categories."""
+        return torch.cat([mean, *(F.one_hot(x.argmax(1), x.shape[1]).to(mean) for x in logits)], 1)
+
+    def category_probs(self, logits: list[Tensor], batch_size: int) -> Tensor:
+        """Posterior probabilities of all categorical variables side by side, (B, sum K_i)."""
+        probs = [F.softmax(x, 1) for x in logits]
+        return torch.cat(probs, 1) if probs else torch.zeros(batch_size, 0, device=self.device)
+
+    def encode(self, images: Tensor) -> Tensor:
+        """Latent codes (B, latent_size) of images (B, C, H, W) in [0, 1]: the posterior mode (continuous
+        means, then one one-hot block per categorical variable), computed in eval mode."""
+        expected = tuple(self.hparams.image_shape)
+        if images.dim() != 4 or tuple(images.shape[1:]) != expected:
+            raise ValueError(f"encode takes images of shape (B, {', '.join(map(str, expected))}), got "
+                             f"{tuple(images.shape)}")
+        if images.numel() and (images.min() < 0 or images.max() > 1):
+            raise ValueError("encode takes images in [0, 1]; got values in "
+                             f"[{images.min().item():.3g}, {images.max().item():.3g}] (map [-1, 1] with (x + 1) / 2)")
+        with self.eval_mode():
+            mean, _, logits = self.posterior(images.to(self.device))
+            return self.mode_code(mean, logits)
+
+    def decode(self, latents: Tensor) -> Tensor:
+        """Images (B, C, H, W) in [0, 1] of latent codes (B, latent_size) laid out as `encode` returns them,
+        computed in eval mode."""
+        if latents.dim() != 2 or latents.shape[1] != self.latent_size:
+            raise ValueError(f"decode takes latent codes of shape (B, {self.latent_size}) = continuous_dim "
+                             f"{self.continuous_dim} + categorical_dims {self.categorical_dims}, got "
+                             f"{tuple(latents.shape)}")
+        with self.eval_mode():
+            return torch.sigmoid(self.decoder(latents.to(self.device)))
+
+    # --- sampling -------------------------------------------------------------------------------------------
+    def check_labels(self, n: int, labels: Tensor | None) -> Tensor | None:
+        """No labels: the prior. Labels: color ids in [0, num_colors), checked as class ids are."""
+        return None if labels is None and self.conditional else super().check_labels(n, labels)
+
+    def generate(self, n: int, labels: Tensor | None, generator: torch.Generator | None) -> Tensor:
+        if labels is None:
+            codes = self.prior_codes(n, generator)
+        else:
+            h = self.hparams
+            codes = self.color_latents.sample(labels, generator, h.color_candidates, h.color_temperature)
+        return torch.sigmoid(self.decoder(codes))
+
+    def prior_codes(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n codes from the prior: z ~ N(0, I) and uniform categories."""
+        z = torch.randn(n, self.continuous_dim, device=self.device, generator=generator)
+        cats = [F.one_hot(torch.randint(k, (n,), device=self.device, generator=generator), k).float()
+                for k in self.categorical_dims]
+        return torch.cat([z, *cats], 1)
+
+    # --- training -------------------------------------------------------------------------------------------
+    def current_temperature(self) -> float:
+        h = self.hparams
+        return L.annealed_temperature(self.global_step, h.temperature, h.temperature_min, h.temperature_anneal_steps)
+
+    def loss_terms(self, images: Tensor, generator: torch.Generator | None,
+                   temperature: float | None) -> tuple[dict[str, Tensor], Tensor, list[Tensor]]:
+        """Per-image terms (B,) in nats, `reconstruction`, `kl_continuous`, `kl_categorical`, and the posterior
+        means and logits. `temperature=None` draws exact one-hot categories (evaluation), else Gumbel-softmax."""
+        mean, logvar, logits = self.posterior(images)
+        z = L.reparameterize(mean, logvar, generator)
+        if temperature is None:
+            cats = [L.sample_categorical(x, generator) for x in logits]
+        else:
+            cats = [L.gumbel_softmax(x, temperature, self.hparams.straight_through, generator) for x in logits]
+        pixel_logits = self.decoder(torch.cat([z, *cats], 1))
+        reconstruction = F.binary_cross_entropy_with_logits(pixel_logits, images, reduction="none").flatten(1).sum(1)
+        kl_categorical = sum((L.kl_categorical_uniform(x) for x in logits), torch.zeros_like(reconstruction))
+        terms = {"reconstruction": reconstruction, "kl_continuous": L.kl_normal_standard(mean, logvar),
+                 "kl_categorical": kl_categorical}
+        return terms, mean, logits
+
+    def kl_penalty(self, kl_continuous: Tensor, kl_categorical: Tensor, step: int) -> Tensor:
+        """beta * KL for each part without a capacity, gamma * |KL - C(step)| for each part with one."""
+        h = self.hparams
+        penalty = kl_continuous.new_zeros(())
+        parts = [(kl_continuous, h.capacity_continuous, float("inf"), self.continuous_dim > 0),
+                 (kl_categorical, h.capacity_categorical, L.max_categorical_capacity(self.categorical_dims),
+                  bool(self.categorical_dims))]
+        for kl, capacity, cap, present in parts:
+            if not present:
+                continue
+            if capacity is None:
+                penalty = penalty + h.beta * kl
+            else:
+                target = L.linear_capacity(step, min(capacity, cap), h.capacity_steps)
+                penalty = penalty + L.capacity_penalty(kl, target, h.capacity_gamma)
+        return penalty
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        images = batch["image"]  # (B, C, H, W) in [0, 1]
+        temperature = self.current_temperature()
+        terms, mean, logits = self.loss_terms(images, self.noise_generator(self.hparams.seed), temperature)
+        means = {name: value.mean() for name, value in terms.items()}
+        loss = means["reconstruction"] + self.kl_penalty(means["kl_continuous"], means["kl_categorical"], self.global_step)
+        if self.conditional:  # (the loss is checked finite in on_before_backward)
+            if "color" not in batch:
+                raise ValueError(f"--model.num_colors {self.num_colors} needs batches with a 'color' key "
+                                 "(ColoredMNISTDataModule); pass --model.num_colors 0 for data without colors")
+            probs = self.category_probs([x.detach() for x in logits], len(mean))
+            self.color_latents.update(mean.detach(), probs, batch["color"], self.hparams.color_stats_decay)
+        logs = {"train/loss": loss, **{f"train/{k}": v for k, v in means.items()}}
+        if self.categorical_dims:
+            logs["train/temperature"] = temperature
+        self.log_train(logs, prog_bar=("train/loss",))
+        return loss
+
+    def predict_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
+        """Per-color samples (`class_<color id>`, or `samples` without colors) and the latent pictures of the
+        batch (see `pictures`), each picture as one grid image."""
+        out = super().predict_step(batch, batch_idx)
+        pictures = self.pictures(batch["image"], batch.get("label"))
+        return {**out, **{name: grid[None] for name, grid in pictures.items()}}

@@ -1,0 +1,311 @@
+"""The VAE scheme: sampling and encode/decode contracts, loss terms, color statistics and color sampling, the test
+metrics, pictures, and a checkpoint round trip."""
+
+import math
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from datamodules import ColoredMNISTDataModule, MNISTDataModule
+from datamodules.colored_mnist import DEFAULT_PALETTE, paint
+from lightning_models import VAE
+from lightning_models.vae import latent_plots as plots
+from lightning_models.vae.color_latents import ColorLatents
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+LATENTS = {"continuous": dict(continuous_dim=3), "discrete": dict(continuous_dim=0, categorical_dims=[4, 3]),
+           "joint": dict(continuous_dim=2, categorical_dims=[5])}
+
+
+def tiny_vae(latent="joint", **kwargs):
+    return VAE(**{**LATENTS[latent], "mlp_hidden": [16, 8], "conv_width": 4, "num_eval_samples": 20, **kwargs})
+
+
+def fit(model, data_dir, max_steps=3, logger=False, **trainer_kwargs):
+    dm = ColoredMNISTDataModule(data_dir=data_dir, batch_size=8, val_size=8)
+    trainer = pl.Trainer(max_steps=max_steps, accelerator="cpu", logger=logger, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False, **trainer_kwargs)
+    trainer.fit(model, dm)
+    return trainer, dm
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "conv"])
+@pytest.mark.parametrize("latent", list(LATENTS))
+def test_sample_contract(latent, architecture):
+    model = tiny_vae(latent, architecture=architecture)
+    model.train()
+    for labels in (None, torch.tensor([0, 9, 3, 3, 5])):
+        images = model.sample(5, labels)
+        assert images.shape == (5, 3, 28, 28) and images.device == model.device
+        assert images.min() >= 0 and images.max() <= 1 and not images.requires_grad
+    assert model.training  # restored
+    g1, g2 = (torch.Generator().manual_seed(3) for _ in range(2))
+    assert torch.equal(model.sample(4, torch.arange(4), g1), model.sample(4, torch.arange(4), g2))
+    assert model.sample(0, torch.zeros(0, dtype=torch.long)).shape == (0, 3, 28, 28)
+
+
+def test_labels_are_color_ids_and_are_checked():
+    model = tiny_vae(num_classes=10, num_colors=4)
+    assert model.conditional and model.num_classes == 4 and model.num_digits == 10
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 3\]"):
+        model.sample(2, torch.tensor([0, 4]))
+    with pytest.raises(ValueError, match="3 integer class ids"):
+        model.sample(3, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="unconditional"):
+        tiny_vae(num_colors=0).sample(2, torch.tensor([0, 1]))
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "conv"])
+def test_encode_decode_contract(architecture):
+    model = tiny_vae("joint", architecture=architecture)  # code: 2 continuous + 5 one-hot
+    images = torch.rand(6, 3, 28, 28)
+    codes = model.encode(images)
+    assert codes.shape == (6, model.latent_size) == (6, 7)
+    assert torch.equal(codes[:, 2:].sum(1), torch.ones(6)) and set(codes[:, 2:].unique().tolist()) == {0.0, 1.0}
+    decoded = model.decode(codes)
+    assert decoded.shape == (6, 3, 28, 28) and decoded.min() >= 0 and decoded.max() <= 1
+    with pytest.raises(ValueError, match=r"images in \[0, 1\]"):
+        model.encode(images * 2 - 1)
+    with pytest.raises(ValueError, match=r"shape \(B, 3, 28, 28\)"):
+        model.encode(torch.rand(2, 1, 28, 28))
+    with pytest.raises(ValueError, match=r"\(B, 7\) = continuous_dim 2 \+ categorical_dims \[5\]"):
+        model.decode(torch.zeros(2, 6))
+
+
+def test_invalid_options_are_rejected():
+    with pytest.raises(ValueError, match="latent is empty"):
+        tiny_vae(continuous_dim=0, categorical_dims=[])
+    with pytest.raises(ValueError, match="categorical_dims"):
+        tiny_vae(categorical_dims=[1])
+    with pytest.raises(ValueError, match="--model.norm 'spectral' is not available for --model.architecture mlp"):
+        tiny_vae(norm="spectral")
+    with pytest.raises(ValueError, match="--model.architecture"):
+        tiny_vae(architecture="transformer")
+    with pytest.raises(ValueError, match="color_temperature"):
+        tiny_vae(color_temperature=0.0)
+    with pytest.raises(ValueError, match="color_bank must be >= 0"):
+        tiny_vae(color_bank=-1)
+
+
+def test_loss_terms_and_capacity_penalty():
+    model = tiny_vae("joint")
+    images = torch.rand(4, 3, 28, 28)
+    terms, mean, logits = model.loss_terms(images, torch.Generator().manual_seed(0), temperature=0.5)
+    assert {k: v.shape for k, v in terms.items()} == {k: (4,) for k in ("reconstruction", "kl_continuous",
+                                                                         "kl_categorical")}
+    assert (terms["reconstruction"] > 0).all() and mean.shape == (4, 2) and [x.shape for x in logits] == [(4, 5)]
+    kl_c, kl_d = torch.tensor(2.0), torch.tensor(0.5)
+    assert model.kl_penalty(kl_c, kl_d, step=7).item() == pytest.approx(2.5)  # beta = 1: the ELBO's KL
+    capped = tiny_vae("joint", capacity_continuous=4.0, capacity_categorical=100.0, capacity_steps=10,
+                      capacity_gamma=30.0)
+    assert capped.kl_penalty(kl_c, kl_d, step=0).item() == pytest.approx(30 * 2.0 + 30 * 0.5)  # capacities 0
+    assert capped.kl_penalty(kl_c, kl_d, step=5).item() == pytest.approx(30 * 0.0 + 30 * abs(0.5 - math.log(5) / 2))
+    # the categorical capacity is capped at log 5, the most 5 categories can carry
+    assert capped.kl_penalty(kl_c, kl_d, step=99).item() == pytest.approx(30 * 2.0 + 30 * (math.log(5) - 0.5))
+
+
+def test_color_latents_recover_statistics_and_sample_inside_each_region():
+    colors = ColorLatents(num_colors=3, continuous_dim=2, categorical_dims=[3])
+    gen = torch.Generator().manual_seed(0)
+    centers = torch.tensor([[2.0, 0.0], [-2.0, 0.0], [0.0, 2.0]])  # overlapping regions
+    ids = torch.arange(3000) % 3
+    means = centers[ids] + torch.randn(3000, 2, generator=gen) * torch.tensor([1.0, 0.5])
+    probs = torch.nn.functional.one_hot(ids, 3).float() * 0.4 + 0.6 / 3  # each color prefers its own category
+    colors.update(means, probs, ids)
+    mean, vectors, values, cat_probs = colors.distributions()
+    torch.testing.assert_close(mean, centers, atol=0.1, rtol=0)  # 1000 draws per color: within ~3 std errors
+    cov = vectors @ torch.diag_embed(values) @ vectors.mT
+    torch.testing.assert_close(cov, torch.diag(torch.tensor([1.0, 0.25])).expand(3, 2, 2), atol=0.1, rtol=0)
+    torch.testing.assert_close(cat_probs, probs[:3], atol=1e-5, rtol=0)
+    wanted = torch.arange(300) % 3
+    codes = colors.sample(wanted, torch.Generator().manual_seed(1), candidates=16)
+    assert (colors.log_likelihood(codes).argmax(1) == wanted).all()  # every code in its color's region
+    plain = colors.sample(wanted, torch.Generator().manual_seed(1), candidates=1)
+    assert (colors.log_likelihood(plain).argmax(1) != wanted).any()  # without selection, some are not
+    cold = colors.sample(wanted, torch.Generator().manual_seed(2), temperature=1e-6)
+    torch.testing.assert_close(cold[:, :2], mean[wanted], atol=0.02, rtol=0)  # T -> 0: the color's mean
+    assert torch.equal(cold[:, 2:].argmax(1), wanted)  # ... and its most likely category
+    colors.update(means, probs, ids, decay=0.0)  # decay 0 forgets everything but the new batch
+    assert colors.count.tolist() == [1000.0, 1000.0, 1000.0]
+
+
+def test_color_bank_keeps_the_last_means_of_each_color():
+    colors = ColorLatents(num_colors=2, continuous_dim=1, categorical_dims=[], bank_size=3)
+    colors.update(torch.tensor([[1.0], [2.0], [3.0], [4.0], [5.0]]), torch.zeros(5, 0), torch.tensor([0, 0, 1, 0, 0]))
+    assert sorted(colors.bank[0, :, 0].tolist()) == [2.0, 4.0, 5.0] and colors.bank[1, 0, 0] == 3.0
+    colors.update(torch.tensor([[6.0]]), torch.zeros(1, 0), torch.tensor([0]))  # replaces the oldest, 2
+    assert sorted(colors.bank[0, :, 0].tolist()) == [4.0, 5.0, 6.0] and colors.bank_added.tolist() == [5, 1]
+    assert not hasattr(ColorLatents(2, 0, [3], bank_size=3), "bank")  # no continuous part, nothing to keep
+    with pytest.raises(ValueError, match="bank size must be >= 0"):
+        ColorLatents(2, 1, [], bank_size=-1)
+
+
+def test_color_bank_samples_follow_a_color_with_two_clusters():
+    # each color's codes form two clusters (at -5 and 5, + 20 for color 1): one Gaussian per color puts much of its
+    # mass between them, the kernel density estimate of the stored means (kernel std ~1.7 here) little
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.arange(2000) % 2
+    sign = torch.where(torch.rand(2000, generator=gen) < 0.5, -5.0, 5.0)
+    means = (sign + 20.0 * ids + 0.3 * torch.randn(2000, generator=gen))[:, None]
+    gaussian, kde = ColorLatents(2, 1, []), ColorLatents(2, 1, [], bank_size=200)
+    for model in (gaussian, kde):
+        model.update(means, torch.zeros(2000, 0), ids)
+    wanted = torch.arange(1000) % 2
+    between = {}
+    for name, model in (("gaussian", gaussian), ("kde", kde)):
+        codes = model.sample(wanted, torch.Generator().manual_seed(1), candidates=1)[:, 0] - 20.0 * wanted
+        between[name] = (codes.abs() < 1.5).float().mean().item()
+        assert abs(codes.mean().item()) < 0.5  # both are centred on the color's codes
+    assert between["gaussian"] > 0.15 and between["kde"] < 0.06
+    cold = kde.sample(wanted, torch.Generator().manual_seed(2), candidates=1, temperature=1e-8)
+    stored = kde.bank[wanted, :, 0]  # T -> 0: the codes are stored means
+    assert ((cold - stored).abs().amin(1) < 1e-3).all()
+
+
+def test_unseen_colors_fall_back_to_the_prior():
+    colors = ColorLatents(num_colors=2, continuous_dim=2, categorical_dims=[4])
+    mean, vectors, values, probs = colors.distributions()
+    assert mean.abs().max() == 0 and torch.allclose(values, torch.ones(2, 2))
+    torch.testing.assert_close(probs, torch.full((2, 4), 0.25))
+
+
+def test_training_updates_color_statistics_and_anneals_temperature(mnist_dir):
+    model = tiny_vae("joint", temperature=1.0, temperature_min=0.5, temperature_anneal_steps=4)
+    trainer, _ = fit(model, mnist_dir, max_steps=3)
+    assert trainer.global_step == 3  # one optimizer step per batch
+    assert model.color_latents.count.sum() > 0 and model.color_latents.mean_sum.abs().sum() > 0
+    assert model.current_temperature() == pytest.approx(0.5 ** 0.75)
+    # logged as the mean over the run's one logging interval, steps 0-2
+    assert float(trainer.callback_metrics["train/temperature"]) == pytest.approx(sum(0.5 ** (s / 4) for s in range(3)) / 3)
+
+
+def test_num_colors_must_match_the_data(mnist_dir):
+    palette = [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)]
+    trainer = pl.Trainer(max_steps=1, logger=False, enable_progress_bar=False, enable_checkpointing=False)
+    dm = ColoredMNISTDataModule(data_dir=mnist_dir, batch_size=8, val_size=8, palette=palette)
+    with pytest.raises(ValueError, match="pass --model.num_colors 3"):
+        trainer.fit(tiny_vae(), dm)
+    with pytest.raises(ValueError, match="--model.num_colors 0"):
+        trainer.fit(tiny_vae(), MNISTDataModule(data_dir=mnist_dir, batch_size=8, val_size=8))
+
+
+@pytest.mark.parametrize("color_bank", [0, 16])
+def test_checkpoint_round_trip_keeps_samples_and_color_statistics(mnist_dir, tmp_path, color_bank):
+    model = tiny_vae("joint", architecture="conv", color_bank=color_bank)
+    trainer, _ = fit(model, mnist_dir, max_steps=3)
+    path = str(tmp_path / "vae.ckpt")
+    trainer.save_checkpoint(path)
+    loaded = VAE.load_from_checkpoint(path)  # no extra arguments
+    for name, buffer in model.color_latents.named_buffers():
+        assert buffer.abs().sum() > 0 and torch.equal(buffer, dict(loaded.color_latents.named_buffers())[name])
+    for labels in (None, torch.arange(6) % 10):
+        a = model.sample(6, labels, generator=torch.Generator().manual_seed(0))
+        b = loaded.sample(6, labels, generator=torch.Generator().manual_seed(0))
+        torch.testing.assert_close(a, b)
+
+
+def test_test_metrics(mnist_dir):
+    model = tiny_vae("joint")
+    trainer, dm = fit(model, mnist_dir, max_steps=2)
+    metrics = trainer.test(model, dm, verbose=False)[0]
+    assert metrics["test/neg_elbo"] == pytest.approx(metrics["test/reconstruction"] + metrics["test/kl_continuous"]
+                                                     + metrics["test/kl_categorical"], rel=1e-4)
+    # by hand, from the posterior of every test image (the definitions in vae/evaluation.py's doc)
+    batches = [dm.on_after_batch_transfer(batch, 0) for batch in dm.test_dataloader()]
+    images, digits = torch.cat([b["image"] for b in batches]), torch.cat([b["label"] for b in batches])
+    model.eval()
+    with torch.no_grad():
+        mean, _, (logits,) = model.posterior(images)
+    assert metrics["test/active_units"] == int((mean.var(0, unbiased=False) > 0.01).sum())
+    assert metrics["test/active_categorical"] == float(logits.softmax(1).var(0, unbiased=False).sum() > 0.01)
+    confusion = torch.zeros(5, 10).index_put_((logits.argmax(1), digits), torch.ones(len(digits)), accumulate=True)
+    assert metrics["test/cluster_accuracy"] == pytest.approx(float(confusion.amax(1).sum() / len(digits)))
+    expected_color = model.color_accuracy(dm.palette, model.hparams.num_eval_samples, dm.eval_batch_size)
+    assert metrics["test/color_accuracy"] == pytest.approx(expected_color)
+
+
+def test_active_units_and_cluster_accuracy_follow_their_definitions(mnist_dir):
+    model = tiny_vae("joint")
+    trainer, dm = fit(model, mnist_dir, max_steps=1)
+    current = {}
+    test_step = model.test_step
+
+    def remember_labels(batch, batch_idx):
+        current["label"] = batch["label"]
+        return test_step(batch, batch_idx)
+
+    def posterior(images):  # dim 0 varies with the digit, dim 1 is constant; category = digit % 5
+        labels = current["label"].float()
+        mean = torch.stack([labels, torch.full_like(labels, 0.3)], 1)
+        return mean, torch.zeros_like(mean), [torch.nn.functional.one_hot(current["label"] % 5, 5).float() * 50]
+
+    model.test_step, model.posterior = remember_labels, posterior
+    metrics = trainer.test(model, dm, verbose=False)[0]
+    assert metrics["test/active_units"] == 1
+    # the 32 test digits are 0-9 balanced (0 and 1 four times, the others three): category k holds digits k and
+    # k + 5, and its majority digit is right for 4 + 4 + 3 + 3 + 3 = 17 of them
+    assert metrics["test/cluster_accuracy"] == pytest.approx(17 / 32)
+
+
+def test_color_accuracy_measures_the_dominant_color():
+    model = tiny_vae("continuous")
+    palette = torch.tensor(DEFAULT_PALETTE)
+    digit = torch.zeros(1, 1, 28, 28)
+    digit[..., 8:20, 12:16] = 1.0
+
+    def painted(shift):
+        return lambda n, labels, generator=None: paint(digit.expand(n, -1, -1, -1), palette, (labels + shift) % 10)
+
+    model.sample = painted(0)
+    assert model.color_accuracy(palette, 30, batch_size=7) == 1.0
+    model.sample = painted(1)
+    assert model.color_accuracy(palette, 30) == 0.0
+
+
+def test_pictures_and_scatter_plot():
+    model = tiny_vae("joint")
+    images = torch.rand(10, 3, 28, 28)
+    pictures = model.pictures(images, torch.arange(10))
+    assert set(pictures) == {"reconstructions", "scatter_color", "scatter_digit", "traversal", "categorical_0"}
+    assert all(p.dim() == 3 and p.shape[0] == 3 and 0 <= p.min() and p.max() <= 1 for p in pictures.values())
+    assert pictures["traversal"].shape[1] == 2 * 28 + 3 * 2  # one row per continuous dim
+    assert pictures["categorical_0"].shape[1] == 5 * 28 + 6 * 2  # one row per category
+    # size 32: 1-pixel lines; y axis in column 2, x axis in row 29, ticks outside them, plot area columns 4..31
+    # and rows 0..27, points 1 pixel (the marker) inside it
+    canvas = plots.scatter_image(torch.tensor([[0.0, 0.0], [1.0, 1.0]]), torch.tensor([[1.0, 0, 0], [0, 0, 1.0]]),
+                                 size=32, marker=1)
+    assert canvas[:, 26, 5].tolist() == [1.0, 0.0, 0.0]  # bottom left, red
+    assert canvas[:, 1, 30].tolist() == [0.0, 0.0, 1.0]  # top right, blue
+    axis = plots.AXIS_COLOR
+    assert (canvas[:, :30, 2] == axis).all() and (canvas[:, 29, 2:] == axis).all()  # the axis lines
+    assert (canvas[:, 30:, 5] == axis).all() and (canvas[:, 30:, 30] == axis).all()  # ticks at x = 0 and 1 ...
+    assert (canvas[:, 26, :2] == axis).all() and (canvas[:, 1, :2] == axis).all()  # ... and y = 0 and 1
+    assert not (canvas[:, :, 20:] == torch.tensor(plots.TEXT_COLOR)).all(0).any()  # own colors: no legend
+
+
+def test_scatter_plot_legend_of_label_colors():
+    labels = torch.tensor([0, 3, 3, 7])
+    points = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    canvas = plots.scatter_image(points, plots.label_colors(labels))  # 256: 2-pixel lines, a 24-pixel legend
+    assert canvas.shape == (3, 256, 256)
+    for row, k in enumerate([0, 3, 7]):  # one legend row (14 pixels) per class present: its color, its digit
+        top = 2 + 14 * row
+        assert (canvas[:, top : top + 10, 236:246] == plots.LABEL_COLORS[k][:, None, None]).all()
+        digit = canvas[0, top : top + 10, 248:254] == plots.TEXT_COLOR
+        glyph = torch.tensor([int(b) for b in plots.DIGIT_GLYPHS[str(k)]], dtype=torch.bool).view(5, 3)
+        assert torch.equal(digit, glyph.repeat_interleave(2, 0).repeat_interleave(2, 1))
+    assert (canvas[:, 2 + 14 * 3 :, 232:] == 0.1).all()  # no more rows; points and axes stay left of the legend
+    assert plots.legend_classes(torch.tensor([[0.3, 0.3, 0.3], [0.12, 0.47, 0.71]])) == []  # not all label colors
+    empty = plots.scatter_image(torch.zeros(0, 2), torch.zeros(0, 3), size=64)
+    assert empty.shape == (3, 64, 64) and (empty == plots.AXIS_COLOR).any()  # axes without points
+    torch.testing.assert_close(plots.project_2d(torch.tensor([[1.0], [2.0]])), torch.tensor([[1.0, 0.0], [2.0, 0.0]]))
+
+
+def test_validation_logs_pictures(mnist_dir, monkeypatch):
+    logged = []
+    monkeypatch.setattr("lightning_models.vae.evaluation.log_images", lambda trainer, key, grid, step: logged.append(key))
+    model = tiny_vae("discrete")
+    fit(model, mnist_dir, max_steps=7, logger=pl.loggers.CSVLogger(mnist_dir), num_sanity_val_steps=0)  # 1 epoch
+    assert sorted(logged) == ["samples/categorical_0", "samples/categorical_1", "samples/reconstructions",
+                              "samples/scatter_color", "samples/scatter_digit"]
