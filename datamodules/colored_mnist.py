@@ -46,7 +46,7 @@ def stroke_color(images: Tensor) -> Tensor:
     its largest channel is 1 (a painted digit's palette color, whatever its stroke's gray level)."""
     weight = images.amax(1, keepdim=True)  # (B, 1, H, W)
     mean = (images * weight).sum((2, 3)) / weight.sum((2, 3)).clamp_min(1e-8)  # (B, C)
-    return mean / mean.amax(1, keepdim=True).clamp_min(1e-8)
+    return unit_max(mean)
 
 
 def dominant_color(images: Tensor, palette: Tensor) -> Tensor:
@@ -57,9 +57,41 @@ def dominant_color(images: Tensor, palette: Tensor) -> Tensor:
     color-accuracy metrics.
     """
     chroma = stroke_color(images)
-    ref = palette.to(images.device, images.dtype)
-    ref = ref / ref.amax(1, keepdim=True).clamp_min(1e-8)
+    ref = unit_max(palette.to(images.device, images.dtype))
     return torch.cdist(chroma, ref).argmin(1)
+
+
+def unit_max(colors: Tensor) -> Tensor:
+    """Colors (..., C) scaled so that each one's largest channel is 1 (black stays black)."""
+    return colors / colors.amax(-1, keepdim=True).clamp_min(1e-8)
+
+
+#: `single_color`'s default: the called color must hold more than this share of the stroke's brightness
+MIN_COLOR_SHARE = 0.5
+#: pixels whose brightest channel is below this are background for `color_shares` (their hue is noise)
+STROKE_THRESHOLD = 0.2
+
+
+def color_shares(images: Tensor, palette: Tensor) -> Tensor:
+    """(B, K): for each image (B, 3, H, W) in [0, 1], the brightness-weighted share of its stroke pixels whose own
+    color is nearest to each palette entry (K, 3). Rows sum to 1 (0 for an image without a stroke)."""
+    ref = unit_max(palette.to(images.device, images.dtype))
+    brightness = images.amax(1)  # (B, H, W)
+    weight = torch.where(brightness > STROKE_THRESHOLD, brightness, torch.zeros_like(brightness)).flatten(1)
+    pixels = unit_max(images.movedim(1, -1).flatten(1, 2))  # (B, H*W, 3)
+    nearest = torch.cdist(pixels, ref.expand(len(images), -1, -1)).argmin(-1)  # (B, H*W)
+    shares = torch.zeros(len(images), len(ref), device=images.device, dtype=weight.dtype)
+    shares.scatter_add_(1, nearest, weight)
+    return shares / shares.sum(1, keepdim=True).clamp_min(1e-8)
+
+
+def single_color(images: Tensor, palette: Tensor, min_share: float = MIN_COLOR_SHARE) -> Tensor:
+    """Color id (B,) of the palette entry that holds the largest share of each image's stroke (`color_shares`), or
+    -1 (abstains) where that share is not above `min_share`: a stroke half in one color and half in another has no
+    color (where `dominant_color`, from the mean hue, calls half red, half green yellow, a color no pixel has),
+    and neither has a blank image."""
+    share, color = color_shares(images, palette).max(1)
+    return torch.where(share > min_share, color, torch.full_like(color, -1))
 
 
 def make_palette(colors: Sequence[Sequence[float]] | None, option: str) -> tuple[Tensor, list[str]]:

@@ -3,6 +3,8 @@
 - `color_accuracy_ab`: fraction of A->B translations whose dominant foreground color
   (`datamodules.colored_mnist.dominant_color`) is domain B's color of the input's digit, i.e. `palette_b[digit]`
   (only for a target domain colored by digit, `coloring_b: palette`); `color_accuracy_ba` the same towards A;
+- `color_accuracy_strict_ab`, `_ba`: the same with a rule that abstains on a stroke of mixed colors
+  (`datamodules.colored_mnist.single_color`: more than half of its brightness in the called color);
 - `iou_ab`, `iou_ba`: shape preservation, the IoU of the foreground masks of input and translation;
 - `cycle_l1_aba`, `cycle_l1_bab`: mean absolute error (images in [0, 1]) of the round trip A->B->A, B->A->B.
 
@@ -22,13 +24,14 @@ from torch import Tensor
 from torchmetrics.aggregation import MeanMetric
 from torchvision.utils import make_grid
 
-from datamodules.colored_mnist import dominant_color
+from datamodules.colored_mnist import dominant_color, single_color
 from lightning_models.callbacks import SampleGrid, publish_grid
 
 #: A pixel is foreground when its brightest channel exceeds this (painting scales a color by the stroke's gray
 #: level, and the named colors have a channel at 1, so this is the gray level; it skips faint generator haze).
 FOREGROUND_THRESHOLD = 0.3
-METRICS = ("color_accuracy_ab", "color_accuracy_ba", "iou_ab", "iou_ba", "cycle_l1_aba", "cycle_l1_bab")
+METRICS = ("color_accuracy_ab", "color_accuracy_ba", "color_accuracy_strict_ab", "color_accuracy_strict_ba",
+           "iou_ab", "iou_ba", "cycle_l1_aba", "cycle_l1_bab")
 STAGES = ("val", "test")
 
 
@@ -92,6 +95,7 @@ class TranslationMetrics(nn.Module):
             palette, labels = target_palette(datamodule, dst), labels_of(batch, src)
             if palette is not None and labels is not None:
                 values[f"color_accuracy_{src}{dst}"] = (dominant_color(translated, palette) == labels).float()
+                values[f"color_accuracy_strict_{src}{dst}"] = (single_color(translated, palette) == labels).float()
         updated = {}
         for name, value in values.items():
             metric = self.means[f"{stage}_{name}"]

@@ -10,7 +10,11 @@ written by `cli.py predict`.
 - `test/cluster_accuracy`: the best categorical variable as a digit clustering (each category mapped to its
   majority digit; fraction of test images whose category maps to their digit);
 - `test/color_accuracy`: fraction of `num_eval_samples` color-requested samples (ids cycling over the palette)
-  whose dominant foreground color (`datamodules.colored_mnist.dominant_color`) is the requested one.
+  whose dominant foreground color (`datamodules.colored_mnist.dominant_color`) is the requested one. The request
+  conditions the decoder on a color code learned from the training images' color labels (`ColorLatents`);
+- `test/color_accuracy_strict`: the same with a rule that abstains on mixed colors
+  (`datamodules.colored_mnist.single_color`: more than half of the stroke's brightness in the called color), and
+  `test/color_mixed` the fraction of samples it abstained on.
 """
 
 from __future__ import annotations
@@ -97,30 +101,39 @@ class VAEEvaluation:
                 metrics["cluster_accuracy"] = max(majority)
         palette = getattr(getattr(self.trainer, "datamodule", None), "palette", None)
         if self.conditional and palette is not None and self.hparams.image_shape[0] == 3:
-            metrics["color_accuracy"] = self.color_accuracy(palette, self.hparams.num_eval_samples,
-                                                            self.trainer.datamodule.eval_batch_size)
+            metrics.update(self.color_scores(palette, self.hparams.num_eval_samples,
+                                             self.trainer.datamodule.eval_batch_size))
         self.log_dict({f"test/{k}": torch.as_tensor(v, dtype=torch.float32, device=self.device)
                        for k, v in metrics.items()})
 
-    @torch.no_grad()
     def color_accuracy(self, palette: Tensor, num_samples: int, batch_size: int = 500, seed: int = 12345) -> float:
         """Fraction of `num_samples` samples, requested color ids cycling over 0..num_colors-1, whose dominant
         foreground color is the requested palette entry (`palette`: (num_colors, 3) RGB, the datamodule's)."""
-        from datamodules.colored_mnist import dominant_color
+        return self.color_scores(palette, num_samples, batch_size, seed)["color_accuracy"]
+
+    @torch.no_grad()
+    def color_scores(self, palette: Tensor, num_samples: int, batch_size: int = 500,
+                     seed: int = 12345) -> dict[str, float]:
+        """`color_accuracy`, `color_accuracy_strict` and `color_mixed` (see the module's doc) of one draw of
+        `num_samples` color-requested samples."""
+        from datamodules.colored_mnist import dominant_color, single_color
 
         if len(palette) != self.num_colors:
             raise ValueError(f"the palette has {len(palette)} colors but the model {self.num_colors} "
                              "(--model.num_colors); they must agree")
         rng = torch.Generator(self.device).manual_seed(seed)
-        correct = 0
+        counts = {"color_accuracy": 0, "color_accuracy_strict": 0, "color_mixed": 0}
         with phase_progress(self._trainer, f"test: sampling for the color accuracy (batches of {batch_size})",
                             num_samples, "samples") as advance:
             for start in range(0, num_samples, batch_size):
                 colors = torch.arange(start, min(start + batch_size, num_samples), device=self.device) % self.num_colors
                 images = self.sample(len(colors), colors, generator=rng)
-                correct += int((dominant_color(images, palette.to(self.device)) == colors).sum())
+                strict = single_color(images, palette.to(self.device))
+                counts["color_accuracy"] += int((dominant_color(images, palette.to(self.device)) == colors).sum())
+                counts["color_accuracy_strict"] += int((strict == colors).sum())
+                counts["color_mixed"] += int((strict < 0).sum())
                 advance(len(colors))
-        return correct / max(num_samples, 1)
+        return {name: count / max(num_samples, 1) for name, count in counts.items()}
 
     # --- pictures -----------------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -13,7 +13,7 @@ from datamodules import (
     PairedColoredMNISTDataModule,
     UnpairedColoredMNISTDataModule,
 )
-from datamodules.colored_mnist import dominant_color, paint
+from datamodules.colored_mnist import DEFAULT_PALETTE, color_shares, dominant_color, paint, single_color
 
 
 def make(cls, data_dir: str, **kwargs):
@@ -167,3 +167,24 @@ def test_ddp_ranks_get_disjoint_shards(mnist_dir):
         dm.trainer = stub_trainer(rank, 2)
         shards.append(row_bytes(torch.cat([b["image_a"] for b in dm.train_dataloader()])))
     assert len(shards[0]) == len(shards[1]) == 12 and not set(shards[0]) & set(shards[1])
+
+
+def test_the_strict_color_rule_abstains_on_mixed_strokes_and_blank_images():
+    palette = torch.tensor(DEFAULT_PALETTE)  # 0 red, 1 green, 3 yellow, 6 orange
+    stroke = torch.zeros(1, 1, 28, 28)
+    stroke[..., 4:24, 10:18] = torch.linspace(0.4, 1.0, 8)  # 20 rows of 8 pixels, gray levels varying along a row
+    one = paint(stroke, palette, torch.tensor([6]))
+    half = torch.cat([paint(stroke[..., :14, :], palette, torch.tensor([0])),
+                      paint(stroke[..., 14:, :], palette, torch.tensor([1]))], dim=2)  # top red, bottom green
+    most = torch.cat([paint(stroke[..., :18, :], palette, torch.tensor([0])),
+                      paint(stroke[..., 18:, :], palette, torch.tensor([1]))], dim=2)  # 112 red, 48 green pixels
+    blank = torch.zeros(1, 3, 28, 28)
+    images = torch.cat([one, half, most, blank])
+    # the mean-hue rule calls the half-and-half stroke yellow, a color no pixel has
+    assert dominant_color(images[:2], palette).tolist() == [6, 3]
+    shares = color_shares(images, palette)
+    assert shares[0, 6] == pytest.approx(1.0) and shares[1, 3] == 0
+    assert shares[1, 0] == pytest.approx(0.5) and shares[1, 1] == pytest.approx(0.5)
+    assert shares[2, 0] == pytest.approx(112 / 160) and shares[3].sum() == 0
+    assert single_color(images, palette).tolist() == [6, -1, 0, -1]
+    assert single_color(images, palette, min_share=0.9).tolist() == [6, -1, -1, -1]

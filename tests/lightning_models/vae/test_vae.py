@@ -221,8 +221,9 @@ def test_test_metrics(mnist_dir):
     assert metrics["test/active_categorical"] == float(logits.softmax(1).var(0, unbiased=False).sum() > 0.01)
     confusion = torch.zeros(5, 10).index_put_((logits.argmax(1), digits), torch.ones(len(digits)), accumulate=True)
     assert metrics["test/cluster_accuracy"] == pytest.approx(float(confusion.amax(1).sum() / len(digits)))
-    expected_color = model.color_accuracy(dm.palette, model.hparams.num_eval_samples, dm.eval_batch_size)
-    assert metrics["test/color_accuracy"] == pytest.approx(expected_color)
+    expected_color = model.color_scores(dm.palette, model.hparams.num_eval_samples, dm.eval_batch_size)
+    for name, value in expected_color.items():
+        assert metrics[f"test/{name}"] == pytest.approx(value), name
 
 
 def test_active_units_and_cluster_accuracy_follow_their_definitions(mnist_dir):
@@ -259,8 +260,18 @@ def test_color_accuracy_measures_the_dominant_color():
 
     model.sample = painted(0)
     assert model.color_accuracy(palette, 30, batch_size=7) == 1.0
+    assert model.color_scores(palette, 30, batch_size=7) == {"color_accuracy": 1.0, "color_accuracy_strict": 1.0,
+                                                             "color_mixed": 0.0}
     model.sample = painted(1)
     assert model.color_accuracy(palette, 30) == 0.0
+
+    def two_colors(n, labels, generator=None):  # the top half in the requested color, the bottom half in the next
+        top, bottom = painted(0)(n, labels), painted(1)(n, labels)
+        return torch.cat([top[..., :14, :], bottom[..., 14:, :]], dim=2)
+
+    model.sample = two_colors  # the digit's 12 rows split 6 / 6: no color has the majority of the stroke
+    scores = model.color_scores(palette, 30, batch_size=7)
+    assert scores["color_accuracy_strict"] == 0.0 and scores["color_mixed"] == 1.0
 
 
 def test_pictures_and_scatter_plot():
