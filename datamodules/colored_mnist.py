@@ -68,8 +68,15 @@ def unit_max(colors: Tensor) -> Tensor:
 
 #: `single_color`'s default: the called color must hold more than this share of the stroke's brightness
 MIN_COLOR_SHARE = 0.5
-#: pixels whose brightest channel is below this are background for `color_shares` (their hue is noise)
-STROKE_THRESHOLD = 0.2
+#: A pixel is foreground (stroke) when its brightest channel exceeds this (painting scales a color by the stroke's
+#: gray level, and the named colors have a channel at 1, so this is the gray level; it skips faint generator haze,
+#: whose hue is noise). The translation metrics' foreground masks use it too.
+FOREGROUND_THRESHOLD = 0.3
+
+
+def foreground(images: Tensor) -> Tensor:
+    """Foreground (stroke) mask (B, H, W) of images (B, C, H, W) in [0, 1]."""
+    return images.amax(1) > FOREGROUND_THRESHOLD
 
 
 def color_shares(images: Tensor, palette: Tensor) -> Tensor:
@@ -77,7 +84,7 @@ def color_shares(images: Tensor, palette: Tensor) -> Tensor:
     color is nearest to each palette entry (K, 3). Rows sum to 1 (0 for an image without a stroke)."""
     ref = unit_max(palette.to(images.device, images.dtype))
     brightness = images.amax(1)  # (B, H, W)
-    weight = torch.where(brightness > STROKE_THRESHOLD, brightness, torch.zeros_like(brightness)).flatten(1)
+    weight = torch.where(foreground(images), brightness, torch.zeros_like(brightness)).flatten(1)
     pixels = unit_max(images.movedim(1, -1).flatten(1, 2))  # (B, H*W, 3)
     nearest = torch.cdist(pixels, ref.expand(len(images), -1, -1)).argmin(-1)  # (B, H*W)
     shares = torch.zeros(len(images), len(ref), device=images.device, dtype=weight.dtype)

@@ -24,20 +24,12 @@ from torch import Tensor
 from torchmetrics.aggregation import MeanMetric
 from torchvision.utils import make_grid
 
-from datamodules.colored_mnist import dominant_color, single_color
+from datamodules.colored_mnist import dominant_color, foreground, single_color
 from lightning_models.callbacks import SampleGrid, publish_grid
 
-#: A pixel is foreground when its brightest channel exceeds this (painting scales a color by the stroke's gray
-#: level, and the named colors have a channel at 1, so this is the gray level; it skips faint generator haze).
-FOREGROUND_THRESHOLD = 0.3
 METRICS = ("color_accuracy_ab", "color_accuracy_ba", "color_accuracy_strict_ab", "color_accuracy_strict_ba",
            "iou_ab", "iou_ba", "cycle_l1_aba", "cycle_l1_bab")
 STAGES = ("val", "test")
-
-
-def foreground(images: Tensor) -> Tensor:
-    """Foreground mask (B, H, W) of images (B, C, H, W) in [0, 1]."""
-    return images.amax(1) > FOREGROUND_THRESHOLD
 
 
 def mask_iou(images: Tensor, others: Tensor) -> Tensor:

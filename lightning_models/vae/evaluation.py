@@ -122,14 +122,15 @@ class VAEEvaluation:
             raise ValueError(f"the palette has {len(palette)} colors but the model {self.num_colors} "
                              "(--model.num_colors); they must agree")
         rng = torch.Generator(self.device).manual_seed(seed)
+        palette = palette.to(self.device)
         counts = {"color_accuracy": 0, "color_accuracy_strict": 0, "color_mixed": 0}
         with phase_progress(self._trainer, f"test: sampling for the color accuracy (batches of {batch_size})",
                             num_samples, "samples") as advance:
             for start in range(0, num_samples, batch_size):
                 colors = torch.arange(start, min(start + batch_size, num_samples), device=self.device) % self.num_colors
                 images = self.sample(len(colors), colors, generator=rng)
-                strict = single_color(images, palette.to(self.device))
-                counts["color_accuracy"] += int((dominant_color(images, palette.to(self.device)) == colors).sum())
+                strict = single_color(images, palette)
+                counts["color_accuracy"] += int((dominant_color(images, palette) == colors).sum())
                 counts["color_accuracy_strict"] += int((strict == colors).sum())
                 counts["color_mixed"] += int((strict < 0).sum())
                 advance(len(colors))
