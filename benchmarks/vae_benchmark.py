@@ -18,12 +18,15 @@ model). One torch thread by default: on a shared 2-core machine that is faster t
 Ablations: `--cli` adds options to every model's `cli.py fit` and `test` (e.g. `--cli="--model.straight_through
 true"`; they come last, so they also override the scaled schedules), and `--variant NAME` names the run (folder
 `vae_<latent>_<arch>_<epochs>ep_<NAME>`, column `variant`).
-Results are appended to <work>/vae.jsonl and printed as a Markdown table.
+Results are appended to benchmarks/results/vae.jsonl (committed) and printed as a Markdown table; `--seeds` and
+`--split val|test` choose on the 500 held-out images and report the test split once. A finished run is reused
+(only `test` runs again).
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import shlex
@@ -42,38 +45,50 @@ from lightning_models import VAE  # noqa: E402
 from lightning_models.callbacks import find_last_checkpoint  # noqa: E402
 
 TRAIN_IMAGES, VAL_IMAGES, BATCH = 8000, 500, 128
+#: the raw rows behind RESULTS.md's VAE table (committed)
+RESULTS = os.path.join(REPO, "benchmarks", "results", "vae.jsonl")
 COLUMNS = ["neg_elbo", "reconstruction", "kl_continuous", "kl_categorical", "active_units", "color_accuracy",
            "color_accuracy_t1", "color_accuracy_plain", "cluster_accuracy"]
 
 
 def vae(latent: str, architecture: str, epochs: int, data: str, work: str, extra: list[str] = (),
-        variant: str = "") -> dict:
-    root = os.path.join(work, f"vae_{latent}_{architecture}_{epochs}ep" + (f"_{variant}" if variant else ""))
+        variant: str = "", seed: int = 0, split: str = "test") -> dict:
+    """Train one model (or reuse its finished run: the folder is named by latent, architecture, budget, variant
+    and seed) and score it with `cli.py test` on `split` (`val` to choose settings, `test` to report once)."""
+    name = f"vae_{latent}_{architecture}_{epochs}ep" + (f"_{variant}" if variant else "") + (f"_seed{seed}" if seed else "")
+    root = os.path.join(work, name)
     steps = epochs * ((TRAIN_IMAGES - VAL_IMAGES) // BATCH)
     common = ["--config", os.path.join(REPO, "configs", f"vae_{latent}_colored_mnist.yaml"),
               "--data.data_dir", data, "--data.val_size", str(VAL_IMAGES), "--data.batch_size", str(BATCH),
               "--trainer.default_root_dir", root, "--model.architecture", architecture,
-              "--model.temperature_anneal_steps", str(steps), "--model.capacity_steps", str(steps // 2), *QUIET,
-              *extra]
-    start = time.time()
-    run("fit", [*common, "--trainer.max_epochs", str(epochs)])
-    seconds = time.time() - start
-    metrics = {k[5:]: round(float(v), 4) for k, v in run("test", [*common, "--ckpt_path", "last"]).items()}
+              "--model.temperature_anneal_steps", str(steps), "--model.capacity_steps", str(steps // 2),
+              "--seed_everything", str(seed), "--model.seed", str(seed), "--data.seed", str(seed), *QUIET, *extra]
+    done = os.path.join(root, "train_seconds.txt")
+    if not os.path.exists(done):
+        start = time.time()
+        run("fit", [*common, "--trainer.max_epochs", str(epochs)])
+        with open(done, "w") as f:
+            f.write(f"{time.time() - start:.1f}\n")
+    seconds = float(open(done).read())
+    metrics = {k[5:]: round(float(v), 4)
+               for k, v in run("test", [*common, "--data.test_split", split, "--ckpt_path", "last"]).items()}
     model = VAE.load_from_checkpoint(find_last_checkpoint(root), map_location="cpu")
     palette = torch.tensor(DEFAULT_PALETTE)
     for name, candidates in (("color_accuracy_t1", model.hparams.color_candidates), ("color_accuracy_plain", 1)):
         model.hparams.color_candidates, model.hparams.color_temperature = candidates, 1.0
         metrics[name] = round(model.color_accuracy(palette, model.hparams.num_eval_samples), 4)
-    return {"latent": latent, "architecture": architecture, **({"variant": variant} if variant else {}),
-            **({"cli": " ".join(extra)} if extra else {}), "epochs": epochs, "steps": steps,
+    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "latent": latent,
+            "architecture": architecture, **({"variant": variant} if variant else {}),
+            **({"cli": " ".join(extra)} if extra else {}), "split": split, "seed": seed, "epochs": epochs, "steps": steps,
             "train_seconds": round(seconds, 1), **metrics}
 
 
 def table(rows: list[dict]) -> str:
-    head = ["latent", "arch", "variant", "epochs", "train s", *COLUMNS]
+    head = ["latent", "arch", "variant", "split", "seed", "epochs", "train s", *COLUMNS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["latent"], r["architecture"], r.get("variant", "-"), str(r["epochs"]), str(r["train_seconds"])]
+        cells = [r["latent"], r["architecture"], r.get("variant", "-"), r.get("split", "test"), str(r.get("seed", 0)),
+                 str(r["epochs"]), str(r["train_seconds"])]
         cells += [f"{r[c]:.3f}" if c in r else "-" for c in COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -88,6 +103,9 @@ def main(argv=None) -> None:
     parser.add_argument("--work", default=os.path.join(REPO, "benchmarks", "_work"))
     parser.add_argument("--cli", default="", help='extra cli.py options for every model, e.g. "--model.lr 5e-4"')
     parser.add_argument("--variant", default="", help="name of the run (folder suffix, `variant` column)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of the weights, data split and colors")
+    parser.add_argument("--split", default="test", choices=["test", "val"],
+                        help="what `test` scores against: val to choose settings, test to report the chosen once")
     args = parser.parse_args(argv)
     extra = shlex.split(args.cli)
     if extra and not args.variant:
@@ -95,13 +113,16 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     data = prepare_data(args.work)
     rows = []
-    for architecture in args.architectures:
-        for latent in args.latents:
-            row = vae(latent, architecture, args.epochs, data, args.work, extra, args.variant)
-            with open(os.path.join(args.work, "vae.jsonl"), "a") as f:
-                f.write(json.dumps(row) + "\n")
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+    for seed in args.seeds:
+        for architecture in args.architectures:
+            for latent in args.latents:
+                row = vae(latent, architecture, args.epochs, data, args.work, extra, args.variant, seed, args.split)
+                os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
+                with open(RESULTS, "a") as f:
+                    fcntl.flock(f, fcntl.LOCK_EX)
+                    f.write(json.dumps(row) + "\n")
+                rows.append(row)
+                print(json.dumps(row), flush=True)
     print(table(rows))
 
 
