@@ -11,7 +11,9 @@ and the architecture given; schedules that the configs size for a full run (Gumb
 capacities) are scaled to the budget: the temperature anneals over all steps, the capacities rise over half.
 `cli.py test` then reports, per model: test/neg_elbo (nats per image), its terms, active units,
 test/color_accuracy (2,000 color-requested samples whose dominant color is the requested one) and
-test/cluster_accuracy (best categorical variable as a digit clustering, majority mapping). Color accuracy is
+test/cluster_accuracy (best categorical variable as a digit clustering, majority mapping), and the GANs' sample
+scores of 2,000 prior samples in the MNIST evaluation classifier's features (`--model.classifier_path`, colored
+images scored by their stroke: Fréchet distance, precision, recall, diversity, class coverage). Color accuracy is
 also measured without the sampler's refinements, from the checkpoint: `color_accuracy_t1` (sampling temperature 1
 instead of the configs' 0.5) and `color_accuracy_plain` (temperature 1, one draw: plain sampling of the per-color
 model). One torch thread by default: on a shared 2-core machine that is faster than two contending ones.
@@ -39,7 +41,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 os.environ.setdefault("WANDB_MODE", "disabled")
 
-from benchmarks.gan_quality import QUIET, prepare_data, run  # noqa: E402
+from benchmarks.gan_quality import QUIET, classifier, prepare_data, run  # noqa: E402
 from datamodules.colored_mnist import DEFAULT_PALETTE  # noqa: E402
 from lightning_models import VAE  # noqa: E402
 from lightning_models.callbacks import find_last_checkpoint  # noqa: E402
@@ -48,11 +50,12 @@ TRAIN_IMAGES, VAL_IMAGES, BATCH = 8000, 500, 128
 #: the raw rows behind RESULTS.md's VAE table (committed)
 RESULTS = os.path.join(REPO, "benchmarks", "results", "vae.jsonl")
 COLUMNS = ["neg_elbo", "reconstruction", "kl_continuous", "kl_categorical", "active_units", "color_accuracy",
-           "color_accuracy_t1", "color_accuracy_plain", "cluster_accuracy"]
+           "color_accuracy_strict", "color_mixed", "color_accuracy_t1", "color_accuracy_plain", "cluster_accuracy",
+           "fid_classifier", "precision_classifier", "recall_classifier", "diversity_classifier", "class_coverage"]
 
 
 def vae(latent: str, architecture: str, epochs: int, data: str, work: str, extra: list[str] = (),
-        variant: str = "", seed: int = 0, split: str = "test") -> dict:
+        variant: str = "", seed: int = 0, split: str = "test", classifier_root: str | None = None) -> dict:
     """Train one model (or reuse its finished run: the folder is named by latent, architecture, budget, variant
     and seed) and score it with `cli.py test` on `split` (`val` to choose settings, `test` to report once)."""
     name = f"vae_{latent}_{architecture}_{epochs}ep" + (f"_{variant}" if variant else "") + (f"_seed{seed}" if seed else "")
@@ -70,8 +73,9 @@ def vae(latent: str, architecture: str, epochs: int, data: str, work: str, extra
         with open(done, "w") as f:
             f.write(f"{time.time() - start:.1f}\n")
     seconds = float(open(done).read())
+    scores = ["--model.classifier_path", classifier_root] if classifier_root else []
     metrics = {k[5:]: round(float(v), 4)
-               for k, v in run("test", [*common, "--data.test_split", split, "--ckpt_path", "last"]).items()}
+               for k, v in run("test", [*common, *scores, "--data.test_split", split, "--ckpt_path", "last"]).items()}
     model = VAE.load_from_checkpoint(find_last_checkpoint(root), map_location="cpu")
     palette = torch.tensor(DEFAULT_PALETTE)
     for name, candidates in (("color_accuracy_t1", model.hparams.color_candidates), ("color_accuracy_plain", 1)):
@@ -112,11 +116,13 @@ def main(argv=None) -> None:
         parser.error("--cli changes the models: name the run with --variant (its folder must not be the default's)")
     torch.set_num_threads(args.threads)
     data = prepare_data(args.work)
+    digits = classifier("mnist", data, args.work, lambda row: print(json.dumps(row), flush=True))
     rows = []
     for seed in args.seeds:
         for architecture in args.architectures:
             for latent in args.latents:
-                row = vae(latent, architecture, args.epochs, data, args.work, extra, args.variant, seed, args.split)
+                row = vae(latent, architecture, args.epochs, data, args.work, extra, args.variant, seed, args.split,
+                          digits)
                 os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
                 with open(RESULTS, "a") as f:
                     fcntl.flock(f, fcntl.LOCK_EX)

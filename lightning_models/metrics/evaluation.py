@@ -58,8 +58,9 @@ class ClassifierFeatures(nn.Module):
 
     torchmetrics passes images to a custom extractor unchanged (`normalize` only rescales for its own Inception),
     so this takes float images in [0, 1] as the classifier does, and `num_features` spares torchmetrics its
-    299x299 probe. Images of another side than the classifier's are resized to it. A (B, num_features) input is
-    taken as features computed already, so one classifier pass can serve both FD and the class predictions.
+    299x299 probe. Images of another side than the classifier's are resized to it; RGB images given to a gray
+    classifier are scored by their brightest channel (a colored MNIST digit's gray stroke). A (B, num_features)
+    input is taken as features computed already, so one classifier pass can serve both FD and the class predictions.
 
     The classifier is held outside the module tree on purpose: its weights would otherwise be saved in every
     generative model's checkpoint, counted in its parameters, and switched to train mode by Lightning (BatchNorm,
@@ -84,6 +85,10 @@ class ClassifierFeatures(nn.Module):
         classifier = self.classifier
         if next(classifier.parameters()).device != images.device:
             classifier.to(images.device)
+        if images.shape[1] == 3 and self.image_shape[0] == 1:
+            # colored digits (colored MNIST): scored as their strokes, the brightest channel, which is the gray
+            # image exactly for palette colors whose largest channel is 1 (every named color)
+            images = images.amax(1, keepdim=True)
         if images.shape[1] != self.image_shape[0]:
             raise ValueError(f"the classifier takes {self.image_shape[0]}-channel images, got shape "
                              f"{tuple(images.shape)}; use a classifier trained on this dataset")

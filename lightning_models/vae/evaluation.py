@@ -14,7 +14,10 @@ written by `cli.py predict`.
   conditions the decoder on a color code learned from the training images' color labels (`ColorLatents`);
 - `test/color_accuracy_strict`: the same with a rule that abstains on mixed colors
   (`datamodules.colored_mnist.single_color`: more than half of the stroke's brightness in the called color), and
-  `test/color_mixed` the fraction of samples it abstained on.
+  `test/color_mixed` the fraction of samples it abstained on;
+- with `--model.classifier_path` (a digit classifier), the classifier scores of the GANs for `num_eval_samples`
+  prior samples against the test images (`SampleScores`): `test/fid_classifier`, `test/precision_classifier`,
+  `test/recall_classifier`, `test/kid_classifier`, `test/diversity_classifier`, `test/class_coverage`, ...
 """
 
 from __future__ import annotations
@@ -66,12 +69,14 @@ class VAEEvaluation:
 
     # --- cli.py test --------------------------------------------------------------------------------------------
     def on_test_epoch_start(self) -> None:
+        super().on_test_epoch_start()  # the classifier scores, with --model.classifier_path
         d, k = self.continuous_dim, sum(self.categorical_dims)
         zeros = lambda *shape: torch.zeros(*shape, device=self.device)  # noqa: E731
         self._test_sums = {"count": zeros(()), "mean": zeros(d), "mean_sq": zeros(d), "probs": zeros(k),
                            "probs_sq": zeros(k), "clusters": zeros(k, max(self.num_digits, 1))}
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        super().test_step(batch, batch_idx)
         mean, logits = self._evaluation_terms(batch, batch_idx, "test")
         sums = self._test_sums
         probs = self.category_probs(logits, len(mean))
@@ -105,6 +110,7 @@ class VAEEvaluation:
                                              self.trainer.datamodule.eval_batch_size))
         self.log_dict({f"test/{k}": torch.as_tensor(v, dtype=torch.float32, device=self.device)
                        for k, v in metrics.items()})
+        super().on_test_epoch_end()
 
     def color_accuracy(self, palette: Tensor, num_samples: int, batch_size: int = 500, seed: int = 12345) -> float:
         """Fraction of `num_samples` samples, requested color ids cycling over 0..num_colors-1, whose dominant

@@ -76,11 +76,19 @@ class VAE(VAEEvaluation, SampleScores, GenerativeModule):
             checkpoint) to draw the continuous part from their kernel density estimate instead of one Gaussian
             per color (0 = one Gaussian); see `color_latents`.
         seed: seed of the training noise (combined with rank and step).
-        num_eval_samples: samples drawn by `cli.py test` for `test/color_accuracy`.
+        num_eval_samples: samples drawn by `cli.py test` for `test/color_accuracy` and the classifier scores.
+        classifier_path: optional: a digit `Classifier` checkpoint (`configs/classifier_mnist.yaml`); with it
+            `test` adds the classifier scores of the GANs (Fréchet distance, KID, precision/recall, diversity,
+            class coverage) for `num_eval_samples` prior samples `sample(n)`, colored images scored by their
+            brightest channel.
         predict_grid_size: samples per color written by `cli.py predict`.
     """
 
     test_needs_classifier = False  # its test scores what it can without a classifier
+
+    def scored_labels(self) -> tuple[int, bool]:
+        """The classifier scores digits; the samples are prior samples (the labels of `sample` are colors)."""
+        return self.num_digits, False
 
     output_range = (0.0, 1.0)
 
@@ -112,6 +120,7 @@ class VAE(VAEEvaluation, SampleScores, GenerativeModule):
         seed: int = 0,
         num_eval_samples: int = 2000,
         predict_grid_size: int = 16,
+        classifier_path: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()

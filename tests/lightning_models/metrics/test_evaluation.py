@@ -76,7 +76,7 @@ def test_classifier_features_for_torchmetrics(trained_classifier, test_split):
     resized = extractor(torch.nn.functional.interpolate(images[:8], size=(32, 32), mode="bilinear"))
     assert resized.shape == (8, 32)  # other image sizes are resized to the classifier's
     with pytest.raises(ValueError, match="1-channel"):
-        extractor(torch.rand(2, 3, 16, 16))
+        extractor(torch.rand(2, 2, 16, 16))  # RGB is scored by its stroke (below); other channel counts refused
 
 
 def test_classifier_is_not_part_of_the_evaluator_state(trained_classifier):
@@ -201,3 +201,16 @@ def test_evaluating_a_perfect_conditional_sampler(trained_classifier, test_split
     for fake, requested in sample_in_chunks(sample, 200, 64, 4, conditional=True, device="cpu"):
         scorer.update_fake((fake + 0.4 * torch.randn(fake.shape, generator=gen)).clamp(0, 1), requested)
     assert scores["fid_classifier"] < 0.2 * scorer.compute()["fid_classifier"]  # vs. a noisy sampler
+
+
+def test_colored_images_are_scored_by_their_stroke(trained_classifier, test_split):
+    # a digit painted in any named color has its gray image as brightest channel: same features, same scores
+    from datamodules.colored_mnist import DEFAULT_PALETTE, paint
+
+    images, labels = test_split
+    colors = torch.arange(len(images)) % len(DEFAULT_PALETTE)
+    painted = paint(images, torch.tensor(DEFAULT_PALETTE), colors)
+    extractor = ClassifierFeatures(load_classifier(trained_classifier.path))
+    assert torch.equal(extractor(painted), extractor(images))
+    # a half-bright color is not its stroke: the check is on the brightest channel, not a per-image rescale
+    assert not torch.allclose(extractor(painted * 0.5), extractor(images))

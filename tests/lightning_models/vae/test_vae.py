@@ -320,3 +320,38 @@ def test_validation_logs_pictures(mnist_dir, monkeypatch):
     fit(model, mnist_dir, max_steps=7, logger=pl.loggers.CSVLogger(mnist_dir), num_sanity_val_steps=0)  # 1 epoch
     assert sorted(logged) == ["samples/categorical_0", "samples/categorical_1", "samples/reconstructions",
                               "samples/scatter_color", "samples/scatter_digit"]
+
+
+def test_classifier_scores_of_prior_samples(mnist_dir, tmp_path):
+    # with a digit classifier, `test` adds the GANs' scores for prior samples: unconditional (the VAE's labels are
+    # colors, not digits), colored images scored by their stroke; equal to SampleEvaluator fed by hand
+    from lightning_models.metrics.classifier import Classifier
+    from lightning_models.metrics.evaluation import SampleEvaluator, sample_in_chunks
+
+    digits = MNISTDataModule(data_dir=mnist_dir, batch_size=16, val_size=8)
+    classifier = Classifier(image_shape=(1, 28, 28), num_classes=10, width=4)
+    trainer = pl.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0)
+    trainer.fit(classifier, digits)
+    path = str(tmp_path / "classifier.ckpt")
+    trainer.save_checkpoint(path)
+
+    model = tiny_vae("joint", classifier_path=path)
+    trainer, dm = fit(model, mnist_dir, max_steps=2)
+    metrics = trainer.test(model, dm, verbose=False)[0]
+    assert "test/conditional_accuracy" not in metrics and "test/class_fid_classifier_mean" not in metrics
+    assert {"test/color_accuracy", "test/neg_elbo"} <= set(metrics)
+
+    evaluator = SampleEvaluator(path, 10, conditional=False)
+    for batch in dm.test_dataloader():
+        evaluator.update_real(dm.on_after_batch_transfer(batch, 0)["image"])
+    model.eval()
+    rng = torch.Generator().manual_seed(12345)
+    for images, _ in sample_in_chunks(lambda k, y: model.sample(k, y, generator=rng), model.hparams.num_eval_samples,
+                                      dm.eval_batch_size, 10, False, "cpu"):
+        assert images.shape[1] == 3
+        evaluator.update_fake(images)
+    expected = evaluator.compute()
+    for name in ("fid_classifier", "precision_classifier", "recall_classifier", "diversity_classifier",
+                 "class_coverage"):
+        assert metrics[f"test/{name}"] == pytest.approx(float(expected[name]), rel=1e-4, abs=1e-6), name
