@@ -137,6 +137,22 @@ def saved_class(checkpoint: dict[str, Any]) -> str | None:
     return hparams.get("_class_path") or checkpoint.get("model_class")
 
 
+def _import_moved_module(class_path: str | None) -> None:
+    """Imports the old module a pre-move checkpoint's class path names (`lightning_models.classifier`, an alias of
+    `lightning_models.metrics.classifier`): Lightning resolves a checkpoint's `_class_path` in `sys.modules` only (it
+    never imports code on a checkpoint's word), so in a fresh process the alias must be imported first. Only the
+    project's own moved modules are imported; any other path is left to Lightning's check."""
+    from lightning_models import _moved
+
+    module = (class_path or "").rpartition(".")[0]
+    if _moved.new_module(module) is not None and module not in sys.modules:
+        import importlib
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            importlib.import_module(module)
+
+
 def load_module(cls: type, path: str | os.PathLike | None, option: str | None = None, hint: str = DEFAULT_HINT,
                 map_location: Any = None, **load_kwargs: Any) -> Any:
     """`cls` loaded from the checkpoint at `path` (a file or a run root) with Lightning's `load_from_checkpoint`,
@@ -154,6 +170,7 @@ def load_module(cls: type, path: str | os.PathLike | None, option: str | None = 
         raise ValueError(f"{label} {path!r} holds a {holds}, not {_a(kind)} checkpoint "
                          f"({holds.rsplit('.', 1)[-1]}.load_from_checkpoint loads it). {hint}.")
     del checkpoint  # Lightning reads the bytes again (no second read of the file)
+    _import_moved_module(holds)
     original = pl.LightningModule.__dict__["load_from_checkpoint"].__func__
     try:
         return original(cls, io.BytesIO(data), map_location=map_location, weights_only=True, **load_kwargs)

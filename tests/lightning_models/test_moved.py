@@ -161,3 +161,16 @@ def test_a_pre_move_checkpoint_resumes(name, mnist_dir, tmp_path):
     assert resumed["model_class"] == {"cgan_mnist": "lightning_models.gan.GAN", "vae_discrete_colored_mnist":
                                       "lightning_models.vae.VAE"}.get(name, "lightning_models.translation.CycleGAN")
     assert not resumed["hyper_parameters"]["_class_path"].startswith("lightning_models.cyclegan")
+
+
+def test_a_pre_move_checkpoint_loads_in_a_fresh_process():
+    """Lightning resolves a checkpoint's `_class_path` in `sys.modules` only: in a process that never imported the old
+    module, the CycleGAN fixture (whose `_class_path` names `lightning_models.cyclegan`) must still load."""
+    import subprocess
+
+    code = ("import sys, lightning_models; from lightning_models import CycleGAN; "
+            "assert 'lightning_models.cyclegan' not in sys.modules; "
+            f"m = CycleGAN.load_from_checkpoint({pre_move('cyclegan_colored_mnist')!r}); print(type(m).__name__)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "CycleGAN"
