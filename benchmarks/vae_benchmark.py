@@ -22,7 +22,7 @@ true"`; they come last, so they also override the scaled schedules), and `--vari
 `vae_<latent>_<arch>_<epochs>ep_<NAME>`, column `variant`).
 Results are appended to benchmarks/results/vae.jsonl (committed) and printed as a Markdown table; `--seeds` and
 `--split val|test` choose on the 500 held-out images and report the test split once. A finished run is reused
-(only `test` runs again).
+(only `test` runs again). `--summary [--split S]` prints mean ± std over the seeds of the committed rows.
 """
 
 from __future__ import annotations
@@ -98,6 +98,39 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+SUMMARY = ["neg_elbo", "color_accuracy", "color_accuracy_strict", "color_mixed", "color_accuracy_t1",
+           "color_accuracy_plain", "cluster_accuracy", "fid_classifier", "precision_classifier", "recall_classifier",
+           "diversity_classifier", "class_coverage"]
+
+
+def summary(path: str = RESULTS, split: str = "test") -> str:
+    """Markdown table of the rows at `path` on `split`: mean ± std over the seeds of each latent, architecture,
+    variant and budget (the newest row of each seed counts)."""
+    import statistics
+
+    with open(path) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    groups: dict[tuple, dict[int, dict]] = {}
+    for r in rows:
+        if r.get("split", "test") == split:
+            key = (r["latent"], r["architecture"], r.get("variant", ""), r["epochs"])
+            groups.setdefault(key, {})[r.get("seed", 0)] = r
+    lines = ["| latent | arch | variant | epochs | seeds | " + " | ".join(SUMMARY) + " |",
+             "|" + "---|" * (5 + len(SUMMARY))]
+    for (latent, arch, variant, epochs), by_seed in groups.items():
+        cells = [latent, arch, variant or "-", str(epochs), str(len(by_seed))]
+        for c in SUMMARY:
+            values = [r[c] for r in by_seed.values() if c in r]
+            if not values:
+                cells.append("-")
+            elif len(values) == 1:
+                cells.append(f"{values[0]:.3f}")
+            else:
+                cells.append(f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=10)
@@ -110,7 +143,12 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of the weights, data split and colors")
     parser.add_argument("--split", default="test", choices=["test", "val"],
                         help="what `test` scores against: val to choose settings, test to report the chosen once")
+    parser.add_argument("--summary", action="store_true",
+                        help="only print mean ± std over seeds of the committed rows on --split")
     args = parser.parse_args(argv)
+    if args.summary:
+        print(summary(RESULTS, args.split))
+        return
     extra = shlex.split(args.cli)
     if extra and not args.variant:
         parser.error("--cli changes the models: name the run with --variant (its folder must not be the default's)")
