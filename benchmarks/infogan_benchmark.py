@@ -12,7 +12,10 @@ the 2,000 real test images vs their labels, one-to-one greedy mapping of categor
 test/class_accuracy_majority, Q's code recovery on 10,000 samples, and the classifier scores
 (benchmarks/_work/classifier_mnist, trained by gan_quality.py). `--info-weight 0` is the plain GAN with the same
 latent, the control. Data (offline): the MNIST split of make_mnist_split.py (8,000 train, 500 of them validation;
-2,000 test). Results are appended to <work>/infogan.jsonl and printed as a Markdown table.
+2,000 test). `--seed S` seeds the weights and noise (folder suffix `_seed<S>`); `--splits val test` scores the
+finished run on the 500 held-out images (to choose) and on the test images (to report once). A finished run is
+reused (`<run root>/train.json`). Rows (with the date and split) are appended to benchmarks/results/infogan.jsonl
+(committed) and printed as a Markdown table.
 
 `--keep-every B` also keeps the weights every B batches (`<run root>/kept/step=<2B k>.ckpt`, a second
 `ModelCheckpoint` with `save_top_k -1`; resumed runs keep adding to it), and `--score-kept` scores each kept
@@ -23,6 +26,7 @@ checkpoint of the run with the same options through `cli.py test`, appending row
 from __future__ import annotations
 
 import argparse
+import fcntl
 import glob
 import json
 import os
@@ -41,14 +45,21 @@ COLUMNS = ["batches_trained", "train_seconds", "class_accuracy", "class_accuracy
            "code_mae_0", "code_mae_1", "fid_classifier", "class_coverage", "classifier_confidence"]
 
 
+#: the raw rows behind RESULTS.md's InfoGAN table (committed); older rows lived in <work>/infogan.jsonl
+RESULTS = os.path.join(REPO, "benchmarks", "results", "infogan.jsonl")
+
+
 def run_name(args) -> str:
-    return f"infogan_mnist_w{args.info_weight:g}_{args.batches}{args.tag and '_' + args.tag}"
+    seed = f"_seed{args.seed}" if args.seed is not None else ""
+    return f"infogan_mnist_w{args.info_weight:g}_{args.batches}{args.tag and '_' + args.tag}{seed}"
 
 
 def common_args(args, data: str, root: str) -> list[str]:
-    """The `cli.py` options of this run, for fit and test alike."""
+    """The `cli.py` options of this run, for fit and test alike (`--seed`: the weights', noise's and data's)."""
+    seed = [] if args.seed is None else ["--seed_everything", str(args.seed), "--model.seed", str(args.seed)]
     return ["--config", os.path.join(REPO, "configs", "infogan_mnist.yaml"), *data_args("mnist", data),
-            "--trainer.default_root_dir", root, "--model.info_weight", str(args.info_weight), *QUIET, *args.extra]
+            "--trainer.default_root_dir", root, "--model.info_weight", str(args.info_weight), *seed, *QUIET,
+            *args.extra]
 
 
 def keep_args(root: str, every: int) -> list[str]:
@@ -58,9 +69,11 @@ def keep_args(root: str, every: int) -> list[str]:
             "--trainer.callbacks.every_n_train_steps", str(2 * every), "--trainer.callbacks.save_top_k", "-1"]
 
 
-def test_scores(common: list[str], checkpoint: str, classifier_root: str) -> dict:
-    """`cli.py test` of `checkpoint` with the run's options: its test/ metrics, without the prefix."""
-    metrics = run("test", [*common, "--ckpt_path", checkpoint, "--model.classifier_path", classifier_root])
+def test_scores(common: list[str], checkpoint: str, classifier_root: str, split: str = "test") -> dict:
+    """`cli.py test` of `checkpoint` with the run's options on `split` (`val`: the 500 held-out images, to choose;
+    `test`: to report once): its test/ metrics, without the prefix."""
+    metrics = run("test", [*common, "--ckpt_path", checkpoint, "--model.classifier_path", classifier_root,
+                           "--data.test_split", split])
     return {k[5:]: round(float(v), 4) for k, v in metrics.items()}
 
 
@@ -81,29 +94,40 @@ def score_kept(args, data: str, classifier_root: str) -> list[dict]:
     return rows
 
 
-def train_and_test(args, data: str, classifier_root: str) -> dict:
+def train_and_test(args, data: str, classifier_root: str) -> list[dict]:
+    """Trains the run (or reuses its finished training: `<root>/train.json`), then scores it on each of
+    `args.splits`: one row per split."""
     name = run_name(args)
     root = os.path.join(args.work, name)
     common = common_args(args, data, root)
-    start = time.time()
-    resume = ["--ckpt_path", "last"] if args.resume else []
-    keep = keep_args(root, args.keep_every) if args.keep_every else []
-    fit = GenerativeCLI(args=["fit", *common, "--trainer.max_steps", str(2 * args.batches), "--trainer.max_epochs",
-                              "-1", "--trainer.max_time", f"00:00:{args.max_minutes:02d}:00", *keep, *resume])
-    seconds = time.time() - start
-    return {"run": name + (" (resumed)" if args.resume else ""), "info_weight": args.info_weight, "extra": " ".join(args.extra),
-            "batches_trained": fit.trainer.global_step // 2, "train_seconds": round(seconds, 1),
-            **test_scores(common, "last", classifier_root)}
+    done = os.path.join(root, "train.json")
+    if args.resume or not os.path.exists(done):
+        start = time.time()
+        resume = ["--ckpt_path", "last"] if args.resume else []
+        keep = keep_args(root, args.keep_every) if args.keep_every else []
+        fit = GenerativeCLI(args=["fit", *common, "--trainer.max_steps", str(2 * args.batches),
+                                  "--trainer.max_epochs", "-1", "--trainer.max_time",
+                                  f"00:00:{args.max_minutes:02d}:00", *keep, *resume])
+        with open(done, "w") as f:
+            json.dump({"batches_trained": fit.trainer.global_step // 2,
+                       "train_seconds": round(time.time() - start, 1)}, f)
+    with open(done) as f:
+        trained = json.load(f)
+    row = {"run": name + (" (resumed)" if args.resume else ""), "info_weight": args.info_weight,
+           "extra": " ".join(args.extra), "tag": args.tag, "seed": args.seed, **trained}
+    return [{**row, "split": split, **test_scores(common, "last", classifier_root, split)} for split in args.splits]
 
 
 def table(results: str) -> str:
     """The Markdown table of everything in `results` (infogan.jsonl)."""
     with open(results) as f:
         rows = [json.loads(line) for line in f]
-    out = ["| run | info_weight | extra options | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 3) + "|"]
+    out = ["| run | info_weight | extra options | split | " + " | ".join(COLUMNS) + " |",
+           "|---" * (len(COLUMNS) + 4) + "|"]
     for r in rows:
         cells = [f"{r[c]:.4g}" if isinstance(r.get(c), float) else str(r.get(c, "–")) for c in COLUMNS]
-        out.append(f"| {r['run']} | {r['info_weight']:g} | {r['extra'] or '–'} | " + " | ".join(cells) + " |")
+        out.append(f"| {r['run']} | {r['info_weight']:g} | {r['extra'] or '–'} | {r.get('split', 'test')} | "
+                   + " | ".join(cells) + " |")
     return "\n".join(out)
 
 
@@ -118,6 +142,10 @@ def main(argv=None) -> None:
     parser.add_argument("--extra", action="append", default=[], help="more CLI options, e.g. "
                         "--extra=--model.generator_width --extra=32")
     parser.add_argument("--tag", default="", help="names runs with --extra options apart")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the weights and noise (--seed_everything, "
+                        "--model.seed); the run's folder gets _seed<S>")
+    parser.add_argument("--splits", nargs="+", default=["test"], choices=["val", "test"],
+                        help="what the finished run is scored on: val (500 held-out images) to choose, test to report")
     parser.add_argument("--work", default=os.path.join(REPO, "benchmarks", "_work"))
     parser.add_argument("--table", action="store_true", help="only print the table of what is measured")
     parser.add_argument("--keep-every", type=int, default=0, metavar="B",
@@ -125,7 +153,7 @@ def main(argv=None) -> None:
     parser.add_argument("--score-kept", action="store_true", help="score the kept checkpoints of the run with "
                         "these options (no training); rows go to <work>/infogan_snapshots.jsonl")
     args = parser.parse_args(argv)
-    results = os.path.join(args.work, "infogan.jsonl")
+    results = RESULTS
     if args.table:
         print(table(results))
         return
@@ -136,10 +164,13 @@ def main(argv=None) -> None:
         with open(os.path.join(args.work, "infogan_snapshots.jsonl"), "a") as f:
             f.writelines(json.dumps(row) + "\n" for row in rows)
         return
-    row = train_and_test(args, data, classifier_root)
-    print(json.dumps(row), flush=True)
-    with open(results, "a") as f:
-        f.write(json.dumps(row) + "\n")
+    os.makedirs(os.path.dirname(results), exist_ok=True)
+    for row in train_and_test(args, data, classifier_root):
+        row = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **row}
+        print(json.dumps(row), flush=True)
+        with open(results, "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            f.write(json.dumps(row) + "\n")
     print(table(results))
 
 

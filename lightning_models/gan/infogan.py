@@ -73,7 +73,9 @@ class InfoGAN(GAN):
             (some seeds split a class by style and merge two others), this term asks Q for categories the warps
             do not change, used equally often. It trains the Q head (and the body with `info_trains_body`) in
             the step of the optimizer that holds Q (`q_optimizer`), and reaches the generator through the
-            information term. Needs a categorical code and `info_weight` > 0.
+            information term. Needs a categorical code. With `info_weight: 0` it is IIC alone on the
+            discriminator's network (the ablation of the information term: Q learns its categories from real
+            images only, the generator's codes mean nothing).
         consistency_warp: (max rotation in degrees, max relative zoom, max shift as a fraction of the half-width)
             of the warps of `consistency_weight`; one draw per image and step.
         inception_metrics: `test` also reports FID/KID in Inception features when torchmetrics can load them
@@ -208,7 +210,7 @@ class InfoGAN(GAN):
         """`consistency_weight` x the IIC loss of Q's categories on the real batch and a warped copy, in the step
         whose optimizer trains the Q head; None in the other step, or when the term is off."""
         h = self.hparams
-        if not h.consistency_weight or not h.info_weight or not self._q_head_trains():
+        if not h.consistency_weight or not self._q_head_trains():
             return None
         warped = random_affine(real, self.noise_generator(h.seed, "warp"), *h.consistency_warp, background=-1.0)
         logits = self.discriminator.with_codes(torch.cat([real, warped]), q_detached=not h.info_trains_body)[1][0]

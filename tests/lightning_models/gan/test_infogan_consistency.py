@@ -56,9 +56,8 @@ def test_computed_in_the_step_that_trains_q_and_trains_only_what_it_should(q_opt
     assert not any(grads(d.head)) and not any(grads(model.generator))  # real images: no path to G
 
 
-def test_off_by_default_and_needs_the_information_term():
+def test_off_by_default_and_checks_its_options():
     assert tiny_infogan().real_loss(real_batch(), None) is None
-    assert tiny_infogan(consistency_weight=1.0, info_weight=0).real_loss(real_batch(), None) is None
     for bad in (dict(consistency_weight=-1.0), dict(consistency_warp=(10.0, 1.0, 0.1)),
                 dict(consistency_warp=(10.0, 0.1)), dict(consistency_weight=1.0, categorical_codes=())):
         with pytest.raises(ValueError, match="--model.consistency"):
@@ -78,3 +77,18 @@ def test_training_logs_the_term_in_the_q_step_and_keeps_the_latent_noise(mnist_d
         assert ("train/loss_real_g" in trainer.callback_metrics) == bool(weight)
         assert "train/loss_real_d" not in trainer.callback_metrics
     torch.testing.assert_close(latents[0.0], latents[1.0])
+
+
+def test_without_the_information_term_it_is_iic_alone_on_the_discriminator_features():
+    """`info_weight: 0` with the term on: the ablation "IIC alone". The Q head learns from real images in its step;
+    the generator step has no information term (nothing reaches G from the codes)."""
+    model = tiny_infogan(consistency_weight=1.0, info_weight=0, q_optimizer="generator", info_trains_body=False)
+    opt_g, opt_d = model.configure_optimizers()
+    freeze_all_but(model, opt_d)
+    assert model.real_loss(real_batch(), None) is None  # the D step does not hold Q
+    freeze_all_but(model, opt_g)
+    model.real_loss(real_batch(), None).backward()
+    assert all(grads(model.discriminator.q_head)) and not any(grads(model.discriminator.body))
+    latent = model.draw_latent(4, torch.Generator().manual_seed(0))
+    _, aux = model.discriminate(model.generator(latent), None)
+    assert aux is None and model.auxiliary_loss(aux, latent, None) is None  # no code term for G
