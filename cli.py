@@ -91,6 +91,9 @@ class GenerativeCLI(LightningCLI):
             # A discriminator step leaves the generator without gradients (and vice versa): DDP must be told.
             config["strategy"] = "ddp_find_unused_parameters_true"
         link_wandb_runs(config.get("logger"), self.subcommand, self._checkpoint_wandb_run)
+        for name in integer_limits(self._command_line):
+            if config.get(name) == 1.0:
+                config[name] = 1  # one batch, as written (the parser made the 1 a float: 100% of the batches)
         return super()._instantiate_trainer(config, callbacks)
 
     def _parse_ckpt_path(self) -> None:
@@ -231,6 +234,32 @@ def link_wandb_runs(logger: Any, subcommand: str, checkpoint_run: dict | None) -
             init["id"] = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
             init["group"] = f"{init.get('name') or init.get('project')}-{init['id']}"
             init["job_type"] = "fit"
+
+
+LIMITS = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches")
+
+
+def integer_limits(command_line: list[str]) -> set[str]:
+    """The Trainer's `limit_*_batches` options whose last value on `command_line` (or, if not there, in its last
+    `--config` file that sets it) is the integer 1. LightningCLI's parser turns every value of these options into a
+    float, and Lightning reads 1.0 as "100% of the batches" and 1 as "one batch": the integer the user wrote is
+    restored from the command line and the config files."""
+    import yaml
+
+    found: dict[str, bool] = {}
+    for i, arg in enumerate(command_line):
+        key, eq, value = arg.partition("=")
+        if not eq:
+            value = command_line[i + 1] if i + 1 < len(command_line) else ""
+        if key == "--config" and os.path.isfile(value):
+            with open(value) as f:
+                trainer = (yaml.safe_load(f) or {}).get("trainer") or {}
+            for name in LIMITS:
+                if isinstance(trainer, dict) and name in trainer:
+                    found[name] = type(trainer[name]) is int and trainer[name] == 1
+        elif key.startswith("--trainer.") and key[len("--trainer."):] in LIMITS:
+            found[key[len("--trainer."):]] = value.strip() == "1"
+    return {name for name, one in found.items() if one}
 
 
 def init_options(class_path: str) -> set[str]:

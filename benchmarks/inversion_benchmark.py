@@ -44,7 +44,7 @@ from lightning_models.callbacks import find_last_checkpoint  # noqa: E402
 CONFIG = os.path.join(REPO, "configs", "inversion_mnist.yaml")
 DEFAULT_GAN = os.path.join(REPO, "benchmarks", "_work", "dcgan_mnist_non_saturating_3000")
 QUIET = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false"]
-EVAL_BATCH = 64  # with limit_test_batches >= 2: Lightning reads a limit of 1 as "100%"
+EVAL_BATCH = 64  # at least 2 batches of 64 (the first 128 images at the least)
 COLUMNS = ["psnr_encoder", "psnr_optim", "psnr_hybrid", "ssim_encoder", "ssim_optim", "ssim_hybrid", "loss_optim",
            "loss_hybrid", "psnr_noisy_sigma0.3", "psnr_denoise_sigma0.3", "psnr_noisy_sigma0.5",
            "psnr_denoise_sigma0.5", "psnr_meanfill_hole", "psnr_inpaint_hole", "ssim_inpaint"]

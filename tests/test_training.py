@@ -232,6 +232,31 @@ def test_predict_writes_a_new_folder_per_call_in_the_run_and_says_where(mnist_di
     assert not warnings, warnings  # none of Lightning's ("dirpath has changed", "Couldn't infer the batch ...")
 
 
+def test_a_limit_of_1_batch_on_the_command_line_or_in_a_config_is_one_batch(mnist_dir, tmp_path):
+    """LightningCLI's parser turns `--trainer.limit_predict_batches 1` into 1.0, which Lightning reads as 100% of
+    the batches: the CLI restores the integer the user wrote (a command-line 1.0 still means 100%)."""
+    import cli
+
+    root = str(tmp_path / "runs")
+    run_cli("fit", tiny_args(CGAN, mnist_dir, root, "--trainer.max_steps", "2"))
+    run = os.path.dirname(os.path.dirname(last_checkpoint(root)))
+    one = run_cli("predict", tiny_args(CGAN, mnist_dir, root, "--ckpt_path", "last", "--data.eval_batch_size", "8",
+                                       "--trainer.limit_predict_batches", "1"))
+    assert one.trainer.limit_predict_batches == 1 and type(one.trainer.limit_predict_batches) is int
+    (folder,) = glob.glob(os.path.join(run, "predictions", "*"))
+    assert os.listdir(os.path.join(folder, "class_3")) == ["batch_0000.png"]  # one batch, not all of them
+    whole = run_cli("predict", tiny_args(CGAN, mnist_dir, root, "--ckpt_path", "last", "--data.eval_batch_size", "8",
+                                         "--trainer.limit_predict_batches=1.0"))
+    assert whole.trainer.limit_predict_batches == 1.0 and type(whole.trainer.limit_predict_batches) is float
+    (folder,) = set(glob.glob(os.path.join(run, "predictions", "*"))) - {folder}
+    assert len(os.listdir(os.path.join(folder, "class_3"))) > 1  # 1.0: all of them
+    config = tmp_path / "limits.yaml"
+    config.write_text("trainer:\n  limit_test_batches: 1\n  limit_val_batches: 1.0\n")
+    assert cli.integer_limits(["--config", str(config), "--trainer.limit_predict_batches", "1"]) == \
+        {"limit_test_batches", "limit_predict_batches"}
+    assert cli.integer_limits(["--config", str(config), "--trainer.limit_test_batches", "0.5"]) == set()
+
+
 def test_non_finite_loss_exits_with_message(mnist_dir, tmp_path):
     result = run_cli_process("fit", tiny_args(CGAN, mnist_dir, str(tmp_path / "runs"), "--trainer.max_steps", "4",
                                               "--model.lr_discriminator", "1e30", "--model.lr_generator", "1e30"))
