@@ -41,7 +41,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 os.environ.setdefault("WANDB_MODE", "disabled")
 
-from benchmarks.gan_quality import QUIET, classifier, prepare_data, run  # noqa: E402
+from benchmarks.gan_quality import QUIET, classifier, fit_once, prepare_data, run  # noqa: E402
 from datamodules.colored_mnist import DEFAULT_PALETTE  # noqa: E402
 from lightning_models import VAE  # noqa: E402
 from lightning_models.callbacks import find_last_checkpoint  # noqa: E402
@@ -66,13 +66,7 @@ def vae(latent: str, architecture: str, epochs: int, data: str, work: str, extra
               "--trainer.default_root_dir", root, "--model.architecture", architecture,
               "--model.temperature_anneal_steps", str(steps), "--model.capacity_steps", str(steps // 2),
               "--seed_everything", str(seed), "--model.seed", str(seed), "--data.seed", str(seed), *QUIET, *extra]
-    done = os.path.join(root, "train_seconds.txt")
-    if not os.path.exists(done):
-        start = time.time()
-        run("fit", [*common, "--trainer.max_epochs", str(epochs)])
-        with open(done, "w") as f:
-            f.write(f"{time.time() - start:.1f}\n")
-    seconds = float(open(done).read())
+    seconds = fit_once(root, [*common, "--trainer.max_epochs", str(epochs)])
     scores = ["--model.classifier_path", classifier_root] if classifier_root else []
     metrics = {k[5:]: round(float(v), 4)
                for k, v in run("test", [*common, *scores, "--data.test_split", split, "--ckpt_path", "last"]).items()}
