@@ -138,19 +138,21 @@ def saved_class(checkpoint: dict[str, Any]) -> str | None:
 
 
 def _import_moved_module(class_path: str | None) -> None:
-    """Imports the old module a pre-move checkpoint's class path names (`lightning_models.classifier`, an alias of
+    """Imports the (old) module a checkpoint's class path names (`lightning_models.classifier`, an alias of
     `lightning_models.metrics.classifier`): Lightning resolves a checkpoint's `_class_path` in `sys.modules` only (it
     never imports code on a checkpoint's word), so in a fresh process the alias must be imported first. Only the
-    project's own moved modules are imported; any other path is left to Lightning's check."""
-    from lightning_models import _moved
-
+    project's own modules are imported (the old paths through the alias hook that `lightning_models/__init__.py`
+    installs); any other path, or one that does not exist, is left to Lightning's check."""
     module = (class_path or "").rpartition(".")[0]
-    if _moved.new_module(module) is not None and module not in sys.modules:
+    if module.startswith("lightning_models.") and module not in sys.modules:
         import importlib
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            importlib.import_module(module)
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                pass  # Lightning refuses the checkpoint with its own message
 
 
 def load_module(cls: type, path: str | os.PathLike | None, option: str | None = None, hint: str = DEFAULT_HINT,
