@@ -22,7 +22,6 @@ Rows go to benchmarks/results/gan_peer.jsonl (one JSON object per scored checkpo
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import statistics
@@ -34,6 +33,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 os.environ.setdefault("WANDB_MODE", "disabled")
 
+from benchmarks.gan_quality import append_row  # noqa: E402
 from benchmarks.make_mnist_split import make_split  # noqa: E402
 
 WORK = os.path.join(REPO, "benchmarks", "_work")
@@ -79,12 +79,7 @@ def cli(subcommand: str, args: list[str]) -> dict[str, float]:
 
 
 def record(row: dict) -> None:
-    row = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **row}
-    print(json.dumps(row), flush=True)
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        f.write(json.dumps(row) + "\n")
+    append_row(RESULTS, row)
 
 
 def data_args(name: str, split: str, seed: int) -> list[str]:

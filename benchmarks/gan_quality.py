@@ -71,6 +71,18 @@ def run(subcommand: str, args: list[str]):
     return GenerativeCLI(args=[subcommand, *args]).trainer.callback_metrics
 
 
+def append_row(path: str, row: dict) -> dict:
+    """Appends `row`, dated (UTC; a `date` already in the row is kept), as one JSON line to `path` under a file lock
+    (benchmark processes run side by side write to the same file), prints it, and returns the dated row."""
+    row = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **row}
+    print(json.dumps(row), flush=True)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.write(json.dumps(row) + "\n")
+    return row
+
+
 def fit_once(root: str, args: list[str]) -> float:
     """`cli.py fit args` unless the run under `root` finished before (its `train_seconds.txt`); the training's wall
     seconds either way. A benchmark scores a finished run again (another split, new metrics) without retraining."""

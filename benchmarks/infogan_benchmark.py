@@ -26,7 +26,6 @@ checkpoint of the run with the same options through `cli.py test`, appending row
 from __future__ import annotations
 
 import argparse
-import fcntl
 import glob
 import json
 import os
@@ -38,7 +37,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 os.environ.setdefault("WANDB_MODE", "disabled")
 
-from benchmarks.gan_quality import QUIET, classifier, data_args, prepare_data, run  # noqa: E402
+from benchmarks.gan_quality import QUIET, append_row, classifier, data_args, prepare_data, run  # noqa: E402
 from cli import GenerativeCLI  # noqa: E402
 
 COLUMNS = ["batches_trained", "train_seconds", "class_accuracy", "class_accuracy_majority", "code_accuracy_0",
@@ -164,13 +163,8 @@ def main(argv=None) -> None:
         with open(os.path.join(args.work, "infogan_snapshots.jsonl"), "a") as f:
             f.writelines(json.dumps(row) + "\n" for row in rows)
         return
-    os.makedirs(os.path.dirname(results), exist_ok=True)
     for row in train_and_test(args, data, classifier_root):
-        row = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **row}
-        print(json.dumps(row), flush=True)
-        with open(results, "a") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            f.write(json.dumps(row) + "\n")
+        append_row(results, row)
     print(table(results))
 
 

@@ -19,7 +19,6 @@ validation split and reported on the test split once:
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import shlex
@@ -31,7 +30,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 os.environ.setdefault("WANDB_MODE", "disabled")
 
-from benchmarks.gan_quality import QUIET, classifier, data_args, fit_once, prepare_data, run  # noqa: E402
+from benchmarks.gan_quality import QUIET, append_row, classifier, data_args, fit_once, prepare_data, run  # noqa: E402
 from lightning_models.callbacks import find_last_checkpoint  # noqa: E402
 
 #: the raw rows behind RESULTS.md's latent-model tables (committed)
@@ -90,8 +89,6 @@ def ceiling(data: str, ae_root: str, classifier_root: str, record, split: str = 
     """What a latent GAN can reach at best: the autoencoder's reconstructions of the training images, scored as
     (conditional) samples against `split` by the same metrics as the GANs' `cli.py test`. A latent GAN whose
     codes were exactly the training codes would score this; the gap to real-vs-real is the decoder's."""
-    import torch
-
     from datamodules import MNISTDataModule
     from lightning_models.latent.autoencoder import load_autoencoder
     from lightning_models.metrics.evaluation import SampleEvaluator
@@ -174,12 +171,7 @@ class Results:
                           r.get("split", "test"), r.get("variant", "config"), r.get("seed", 0)) for r in rows}
 
     def record(self, row: dict) -> None:
-        print(json.dumps(row), flush=True)
-        row = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **row}
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        with open(self.path, "a") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            f.write(json.dumps(row) + "\n")
+        append_row(self.path, row)
 
 
 def main(argv=None) -> None:

@@ -28,12 +28,10 @@ Results are appended to benchmarks/results/vae.jsonl (committed) and printed as 
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import shlex
 import sys
-import time
 
 import torch
 
@@ -41,7 +39,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 os.environ.setdefault("WANDB_MODE", "disabled")
 
-from benchmarks.gan_quality import QUIET, classifier, fit_once, prepare_data, run  # noqa: E402
+from benchmarks.gan_quality import QUIET, append_row, classifier, fit_once, prepare_data, run  # noqa: E402
 from datamodules.colored_mnist import DEFAULT_PALETTE  # noqa: E402
 from lightning_models import VAE  # noqa: E402
 from lightning_models.callbacks import find_last_checkpoint  # noqa: E402
@@ -75,7 +73,7 @@ def vae(latent: str, architecture: str, epochs: int, data: str, work: str, extra
     for name, candidates in (("color_accuracy_t1", model.hparams.color_candidates), ("color_accuracy_plain", 1)):
         model.hparams.color_candidates, model.hparams.color_temperature = candidates, 1.0
         metrics[name] = round(model.color_accuracy(palette, model.hparams.num_eval_samples), 4)
-    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "latent": latent,
+    return {"latent": latent,
             "architecture": architecture, **({"variant": variant} if variant else {}),
             **({"cli": " ".join(extra)} if extra else {}), "split": split, "seed": seed, "epochs": epochs, "steps": steps,
             "train_seconds": round(seconds, 1), **metrics}
@@ -155,12 +153,7 @@ def main(argv=None) -> None:
             for latent in args.latents:
                 row = vae(latent, architecture, args.epochs, data, args.work, extra, args.variant, seed, args.split,
                           digits)
-                os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-                with open(RESULTS, "a") as f:
-                    fcntl.flock(f, fcntl.LOCK_EX)
-                    f.write(json.dumps(row) + "\n")
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+                rows.append(append_row(RESULTS, row))
     print(table(rows))
 
 

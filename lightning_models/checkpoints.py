@@ -137,7 +137,7 @@ def saved_class(checkpoint: dict[str, Any]) -> str | None:
     return hparams.get("_class_path") or checkpoint.get("model_class")
 
 
-def _import_moved_module(class_path: str | None) -> None:
+def _import_saved_module(class_path: str | None) -> None:
     """Imports the (old) module a checkpoint's class path names (`lightning_models.classifier`, an alias of
     `lightning_models.metrics.classifier`): Lightning resolves a checkpoint's `_class_path` in `sys.modules` only (it
     never imports code on a checkpoint's word), so in a fresh process the alias must be imported first. Only the
@@ -172,7 +172,7 @@ def load_module(cls: type, path: str | os.PathLike | None, option: str | None = 
         raise ValueError(f"{label} {path!r} holds a {holds}, not {_a(kind)} checkpoint "
                          f"({holds.rsplit('.', 1)[-1]}.load_from_checkpoint loads it). {hint}.")
     del checkpoint  # Lightning reads the bytes again (no second read of the file)
-    _import_moved_module(holds)
+    _import_saved_module(holds)
     original = pl.LightningModule.__dict__["load_from_checkpoint"].__func__
     try:
         return original(cls, io.BytesIO(data), map_location=map_location, weights_only=True, **load_kwargs)
