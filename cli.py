@@ -18,6 +18,7 @@ shape, number of classes) is linked into the model, so the two cannot disagree. 
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import inspect
 import logging
@@ -148,8 +149,19 @@ class GenerativeCLI(LightningCLI):
             raise ValueError(f"--ckpt_path {path!r} was written by another version of this code: its options "
                              f"{', '.join(unknown)} are not options of {saved_class} now. Retrain with the current "
                              "code, or use the version that wrote it")
-        self.config = self.parser.parse_object({sub: {"model": {"class_path": saved_class, "init_args": keep}}},
-                                               self.config)
+        exit_on_error, self.parser.exit_on_error = self.parser.exit_on_error, False
+        try:
+            self.config = self.parser.parse_object({sub: {"model": {"class_path": saved_class, "init_args": keep}}},
+                                                   self.config)
+        except argparse.ArgumentError as err:  # a saved value the code no longer accepts (e.g. a renamed choice)
+            lines = [line.strip() for line in str(err).splitlines()]
+            keys = [i for i, line in enumerate(lines) if line.startswith("Parser key")]
+            detail = " ".join(lines[keys[-1]:keys[-1] + 2]) if keys else lines[0]
+            raise ValueError(f"--ckpt_path {path!r} was written with an option value this version of the code does "
+                             f"not accept ({detail}). Give that option a current value on the command line "
+                             "(--model.<option> VALUE), retrain, or use the version that wrote it") from err
+        finally:
+            self.parser.exit_on_error = exit_on_error
 
     def _run_subcommand(self, subcommand: str) -> None:
         self._check_before_start(subcommand)

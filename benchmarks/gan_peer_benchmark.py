@@ -5,6 +5,7 @@ the same `cli.py test` metrics, beside the real-vs-real value of each metric.
         --impls ours peer --seeds 0 1 2 --budgets 500 1000 1500 3000 [--split test|val] [--tag T] [-- OUR OPTIONS]
     python benchmarks/gan_peer_benchmark.py real --data mnist45 mnist fashion_mnist [--split test|val]
     python benchmarks/gan_peer_benchmark.py table [--split test] [--tag T]
+    python benchmarks/gan_peer_benchmark.py grid --data mnist45 --models cgan --seeds 0 [--tag T] --out F.png
 
 Data (offline; `prepare` builds them under benchmarks/_work):
 - `mnist45`: 5,000 images of the official MNIST test file (500 held out for validation: 4,500 train), scored
@@ -92,7 +93,8 @@ def run_ours(name: str, model: str, seed: int, budgets: list[int], split: str, t
              samplers: list[str]) -> None:
     from lightning_models.callbacks import find_last_checkpoint
 
-    root = os.path.join(WORK, "gan_peer", f"{name}_{model}_{tag or 'config'}_seed{seed}")
+    split_part = "_val" if split == "val" else ""  # a variant chosen on val is then trained afresh for test
+    root = os.path.join(WORK, "gan_peer", f"{name}_{model}_{tag or 'config'}{split_part}_seed{seed}")
     common = ["--config", os.path.join(REPO, "configs", f"{model}_mnist.yaml"), *data_args(name, split, seed),
               "--trainer.default_root_dir", root, "--seed_everything", str(seed), "--model.seed", str(seed),
               "--model.classifier_path", DATA[name][3], *extra]
@@ -157,6 +159,24 @@ COLUMNS = [("conditional_accuracy", "cond. acc."), ("class_coverage", "coverage"
            ("class_diversity_classifier_worst", "class diversity worst")]
 
 
+def grid(name: str, model: str, seed: int, tag: str, out: str, columns: int = 10) -> None:
+    """The sample grid of one of our runs (its last checkpoint, the EMA sampler, a fixed noise seed): one row per
+    class for a cGAN (`columns` samples each), `columns` x `columns` samples for a DCGAN."""
+    import torch
+    from torchvision.utils import save_image
+
+    from lightning_models import GAN
+    from lightning_models.checkpoints import load_module
+
+    root = os.path.join(WORK, "gan_peer", f"{name}_{model}_{tag or 'config'}_seed{seed}")
+    module = load_module(GAN, root, map_location="cpu").eval()
+    rows = module.num_classes if module.conditional else columns
+    labels = torch.arange(rows).repeat_interleave(columns) if module.conditional else None
+    images = module.sample(rows * columns, labels, torch.Generator().manual_seed(0))
+    save_image(images, out, nrow=columns, padding=2, pad_value=1.0)
+    print(f"{out}: {rows} x {columns} samples of {root}")
+
+
 def table(split: str, tags: set[str] | None) -> str:
     """Mean (min-max over seeds) of each metric per data, model, implementation and budget."""
     with open(RESULTS) as f:
@@ -192,7 +212,7 @@ def table(split: str, tags: set[str] | None) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["prepare", "run", "real", "table"])
+    parser.add_argument("command", choices=["prepare", "run", "real", "table", "grid"])
     parser.add_argument("--data", nargs="+", default=list(DATA), choices=list(DATA))
     parser.add_argument("--models", nargs="+", default=["cgan", "dcgan"], choices=["cgan", "dcgan"])
     parser.add_argument("--impls", nargs="+", default=["ours", "peer"], choices=["ours", "peer"])
@@ -203,6 +223,7 @@ def main(argv=None) -> None:
                         help="score our runs with the EMA generator, the raw one, or both")
     parser.add_argument("--tag", default="", help="names a variant of ours (with the options after --)")
     parser.add_argument("--tags", nargs="*", default=None, help="table: only these variants of ours")
+    parser.add_argument("--out", help="grid: the PNG to write")
     argv = sys.argv[1:] if argv is None else argv
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
@@ -210,6 +231,9 @@ def main(argv=None) -> None:
         parser.error("options for our runs (after --) need a --tag naming the variant")
     if args.command == "table":
         print(table(args.split, set(args.tags) if args.tags is not None else None))
+        return
+    if args.command == "grid":
+        grid(args.data[0], args.models[0], args.seeds[0], args.tag, args.out)
         return
     prepare(args.data)
     if args.command == "prepare":

@@ -28,3 +28,42 @@ def random_affine(images: Tensor, generator: torch.Generator | None, degrees: fl
     warped = F.grid_sample(images.float() - background, grid, mode="bilinear", padding_mode="zeros",
                            align_corners=False)
     return (warped + background).to(images.dtype)
+
+
+DIFF_AUGMENT = ("translation", "cutout")
+
+
+def diff_augment(images: Tensor, policy: list[str] | tuple[str, ...], generator: torch.Generator | None,
+                 background: float = -1.0) -> Tensor:
+    """DiffAugment (Zhao et al. 2020): differentiable augmentations applied to every image a GAN discriminator
+    sees, real and fake, in both steps, so that D cannot memorise a small training set while G still gets
+    gradients through the augmentation. One draw per image, vectorised:
+
+    - "translation": shift by a random whole number of pixels, up to 1/8 of the image size per axis, the image's
+      `background` filling in (the paper's policy, zero padding of images on black);
+    - "cutout": a square of half the image size at a random place set to 0 (the paper's cutout, a mid-grey
+      square for images in [-1, 1])."""
+    unknown = [p for p in policy if p not in DIFF_AUGMENT]
+    if unknown:
+        raise ValueError(f"--model.diff_augment: unknown augmentation(s) {unknown}; choose from {list(DIFF_AUGMENT)}")
+    n, _, height, width = images.shape
+    device = images.device
+    if "translation" in policy:
+        max_dy, max_dx = max(1, height // 8), max(1, width // 8)
+        dy = torch.randint(-max_dy, max_dy + 1, (n, 1, 1), device=device, generator=generator)
+        dx = torch.randint(-max_dx, max_dx + 1, (n, 1, 1), device=device, generator=generator)
+        rows = torch.arange(height, device=device).view(1, height, 1) - dy  # source row of each output row
+        cols = torch.arange(width, device=device).view(1, 1, width) - dx
+        inside = ((rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)).unsqueeze(1)
+        index = (rows.clamp(0, height - 1) * width + cols.clamp(0, width - 1)).view(n, 1, -1)
+        shifted = images.flatten(2).gather(2, index.expand(-1, images.shape[1], -1)).view_as(images)
+        images = torch.where(inside, shifted, torch.full_like(shifted, background))
+    if "cutout" in policy:
+        size_y, size_x = height // 2, width // 2
+        y0 = torch.randint(0, height - size_y + 1, (n, 1, 1), device=device, generator=generator)
+        x0 = torch.randint(0, width - size_x + 1, (n, 1, 1), device=device, generator=generator)
+        rows = torch.arange(height, device=device).view(1, height, 1)
+        cols = torch.arange(width, device=device).view(1, 1, width)
+        hole = ((rows >= y0) & (rows < y0 + size_y) & (cols >= x0) & (cols < x0 + size_x)).unsqueeze(1)
+        images = images.masked_fill(hole, 0.0)
+    return images

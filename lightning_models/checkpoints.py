@@ -10,6 +10,7 @@ before any of it runs.
 
 from __future__ import annotations
 
+import argparse
 import io
 import os
 import re
@@ -176,6 +177,10 @@ def load_module(cls: type, path: str | os.PathLike | None, option: str | None = 
     original = pl.LightningModule.__dict__["load_from_checkpoint"].__func__
     try:
         return original(cls, io.BytesIO(data), map_location=map_location, weights_only=True, **load_kwargs)
+    except argparse.ArgumentError as err:  # an option value the code no longer accepts (e.g. a renamed choice)
+        detail = " ".join(line.strip() for line in str(err).strip().splitlines())[:400]
+        raise ValueError(f"{label} {path!r}: it was written with an option value this version of the code does not "
+                         f"accept ({detail}). {hint}.") from err
     except (ValueError, TypeError, KeyError, RuntimeError) as err:  # our hooks' checks, options or weights that differ
         detail = (str(err).strip().splitlines() or [type(err).__name__])[0][:400]
         if not isinstance(err, ValueError):

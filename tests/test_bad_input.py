@@ -249,7 +249,7 @@ def write_bad_file(kind: str, path, gan: str, marker: str) -> None:
         torch.save({"state_dict": {"w": Payload(marker)}, "pytorch-lightning_version": "2.6.6"}, path)
     elif kind == "folder":
         path.mkdir()
-    elif kind in ("unreadable", "weights_only", "old_weights", "old_options"):
+    elif kind in ("unreadable", "weights_only", "old_weights", "old_options", "old_value"):
         saved = torch.load(gan, map_location="cpu", weights_only=True)
         if kind == "weights_only":  # what ModelCheckpoint(save_weights_only=True) writes
             for key in ("optimizer_states", "lr_schedulers", "loops", "callbacks"):
@@ -258,6 +258,8 @@ def write_bad_file(kind: str, path, gan: str, marker: str) -> None:
             saved["state_dict"] = {k.replace("generator.", "netG."): v for k, v in saved["state_dict"].items()}
         elif kind == "old_options":  # an older layout: an option that no longer exists
             saved["hyper_parameters"]["ngf"] = 64
+        elif kind == "old_value":  # an option value that was renamed ("input" is now "concat")
+            saved["hyper_parameters"]["discriminator_condition"] = "input"
         torch.save(saved, path)
     else:
         raise ValueError(kind)
@@ -351,6 +353,9 @@ BAD_INPUTS = [  # id, input (README's words), command, exit code, first words of
     ("ckpt_old_options", "a checkpoint of an older layout (an option that no longer exists)",
      lambda s: gan_test(s, "--ckpt_path", s.bad("old_options")), 2,
      "--ckpt_path FILE was written by another version of this code"),
+    ("ckpt_old_value", "a checkpoint of an older layout (an option value that was renamed)",
+     lambda s: gan_test(s, "--ckpt_path", s.bad("old_value")), 2,
+     "--ckpt_path FILE was written with an option value this version of the code does not accept"),
     ("ckpt_weights_only", "`fit --ckpt_path` to a weights-only checkpoint",
      lambda s: ["fit", *s.args(DCGAN, "--ckpt_path", s.bad("weights_only"))], 2,
      "--ckpt_path FILE holds weights only"),
@@ -452,6 +457,8 @@ def test_the_payload_would_run_without_weights_only(tmp_path):
     ("plain_dict", ValueError, "is not a GAN checkpoint: it is a plain torch.save dict"),
     ("code", ValueError, "is not a GAN checkpoint: it holds Python objects (io.open)"),
     ("old_weights", ValueError, ": its weights do not fit a GAN built from its options"),
+    ("old_value", ValueError, ": it was written with an option value this version of the code does not accept "
+                              '(Parser key "module.discriminator_condition": Expected a typing.Literal'),
 ])
 def test_load_from_checkpoint_refuses_each_bad_file(kind, error, reason, shared, tmp_path, monkeypatch):
     from lightning_models import GAN

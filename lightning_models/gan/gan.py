@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 from torch.optim.swa_utils import AveragedModel
 
+from lightning_models import augment
 from lightning_models.base import GenerativeModule
 from lightning_models.losses import get_loss, gradient_penalty, mode_seeking_loss
 from lightning_models.metrics.sample_scores import SampleScores
@@ -72,6 +73,13 @@ class GAN(SampleScores, GenerativeModule):
         mode_seeking_weight: weight of MSGAN's mode-seeking term in the generator loss (`losses.mode_seeking_loss`;
             0 = off): the fake batch is drawn as pairs for the same labels, and the generator is pushed to make
             the two samples of a pair differ as much as their noise does (against one image per class).
+        class_weight: AC-GAN's auxiliary classifier (Odena et al. 2017), 0 = off: D gets a class head on its
+            body's features, trained on the labelled real images (cross-entropy, in D's step, weight 1), and the
+            generator is trained to make that head recognise each fake's label (`class_weight` x cross-entropy).
+            Needs a discriminator body that does not read the label (`discriminator_condition: projection`).
+        diff_augment: DiffAugment (Zhao et al. 2020), e.g. [translation, cutout]: every image the discriminator
+            sees, real and fake, in both steps, is augmented differentiably (`augment.diff_augment`), against D
+            memorising a small training set. None/[] = off. The gradient penalty (wgan_gp) sees unaugmented images.
         gradient_clip_val: clip each network's gradient norm to this (None = off); applied after AMP unscaling.
         ema_decay: keep an exponential moving average of the generator, used by `sample` (None = off; 0.999 is
             typical). Its decay ramps up (see `ema_rampup`), so a short run's average holds its recent
@@ -106,6 +114,8 @@ class GAN(SampleScores, GenerativeModule):
         lr_discriminator: float = 2e-4,
         betas: tuple[float, float] = (0.5, 0.999),
         mode_seeking_weight: float = 0.0,
+        class_weight: float = 0.0,
+        diff_augment: list[str] | None = None,
         gradient_clip_val: float | None = None,
         ema_decay: float | None = None,
         ema_rampup: float = 0.05,
@@ -125,6 +135,13 @@ class GAN(SampleScores, GenerativeModule):
             raise ValueError("--model.conditional true needs a datamodule with labels (num_classes >= 2)")
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise ValueError(f"--model.ema_decay must be in (0, 1) or null, got {ema_decay}")
+        if class_weight < 0:
+            raise ValueError(f"--model.class_weight must be >= 0, got {class_weight}")
+        if class_weight and discriminator_condition != "projection":
+            raise ValueError("--model.class_weight needs --model.discriminator_condition projection: with the label "
+                             f"as an input channel ({discriminator_condition!r}) the class head could read it")
+        if diff_augment:
+            augment.diff_augment(torch.zeros(1, 1, 8, 8), diff_augment, None)  # unknown names fail before training
         if ema_rampup <= 0:
             raise ValueError(f"--model.ema_rampup must be > 0, got {ema_rampup}")
         self.conditional = conditional
@@ -147,7 +164,8 @@ class GAN(SampleScores, GenerativeModule):
         generator = Generator(h.latent_dim, tuple(h.image_shape), h.generator_width, cond_classes, h.generator_norm,
                               h.label_dim)
         discriminator = Discriminator(tuple(h.image_shape), h.discriminator_width, cond_classes,
-                                      h.discriminator_norm, h.minibatch_std, h.discriminator_condition)
+                                      h.discriminator_norm, h.minibatch_std, h.discriminator_condition,
+                                      class_head=bool(h.class_weight))
         return generator, discriminator
 
     def real_inputs(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor | None]:
@@ -159,13 +177,36 @@ class GAN(SampleScores, GenerativeModule):
         return torch.randn(n, self.hparams.latent_dim, device=self.device, generator=generator)
 
     def discriminate(self, x: Tensor, labels: Tensor | None) -> tuple[Tensor, object]:
-        """(logits (B,), auxiliary output for `auxiliary_loss`)."""
-        return self.discriminator(x, labels), None
+        """(logits (B,), auxiliary output for `auxiliary_loss` / `real_auxiliary_loss`: the class head's logits
+        with `class_weight`, else None)."""
+        if not self.hparams.get("class_weight"):
+            return self.discriminator(x, labels), None
+        h = self.discriminator.features(x, labels)
+        return self.discriminator.logits(h, labels), self.discriminator.classify(h)
 
     def auxiliary_loss(self, aux: object, latent: Tensor, labels: Tensor | None) -> Tensor | None:
         """A term added to both the discriminator and the generator loss, computed on the fake batch from
-        `discriminate`'s auxiliary output and the latent it was made from (None = no such term)."""
-        return None
+        `discriminate`'s auxiliary output and the latent it was made from (None = no such term). Here AC-GAN's
+        class term, in the generator step only (its class head learns from real images alone)."""
+        if aux is None or self._discriminator_trains():
+            return None
+        return self.hparams.class_weight * torch.nn.functional.cross_entropy(aux.float(), labels)
+
+    def real_auxiliary_loss(self, aux: object, labels: Tensor | None) -> Tensor | None:
+        """A term of the discriminator step on `discriminate`'s auxiliary output for the real batch (None = no
+        such term): here the class head's cross-entropy on the real labels (AC-GAN)."""
+        if aux is None or not self.hparams.get("class_weight"):
+            return None
+        return torch.nn.functional.cross_entropy(aux.float(), labels)
+
+    def _discriminator_trains(self) -> bool:
+        # toggled_optimizer leaves only the stepping optimizer's parameters trainable
+        return next(self.discriminator.parameters()).requires_grad
+
+    def discriminator_view(self, images: Tensor, generator: torch.Generator) -> Tensor:
+        """What the discriminator sees of a batch in training: the images, DiffAugment-ed with `diff_augment`."""
+        policy = self.hparams.get("diff_augment")
+        return augment.diff_augment(images, policy, generator) if policy else images
 
     def real_loss(self, real: Tensor, labels: Tensor | None) -> Tensor | None:
         """A term on the real batch (as `real_inputs` gives it), added to the loss of both steps; it trains what
@@ -205,6 +246,7 @@ class GAN(SampleScores, GenerativeModule):
         real, labels = self.real_inputs(batch)
         opt_g, opt_d = self.optimizers()
         rng = self.noise_generator(self.hparams.seed)
+        view = self.noise_generator(self.hparams.seed, "augment")  # DiffAugment's draws (an unused stream if off)
         loss = self.gan_loss
         logs = {}
 
@@ -219,21 +261,22 @@ class GAN(SampleScores, GenerativeModule):
             with torch.set_grad_enabled(last):  # only the last fake feeds the generator step
                 fake = self.generator(z, fake_labels)
             with self.toggled_optimizer(opt_d):
-                real_logits, _ = self.discriminate(real, labels)
-                fake_logits, fake_aux = self.discriminate(fake.detach(), fake_labels)
+                real_logits, real_aux = self.discriminate(self.discriminator_view(real, view), labels)
+                fake_logits, fake_aux = self.discriminate(self.discriminator_view(fake.detach(), view), fake_labels)
                 loss_d = loss.discriminator(real_logits, fake_logits)
                 if loss.gradient_penalty:  # (mode seeking pairs labels differently: not with the penalty)
                     gp = gradient_penalty(lambda x: self.discriminate(x, labels)[0], real, fake, rng)
                     loss_d = loss_d + self.hparams.gp_weight * gp
                 loss_d = self._add_terms(loss_d, logs, "d", aux=self.auxiliary_loss(fake_aux, z, fake_labels),
-                                         real=self.real_loss(real, labels))
+                                         real=self.real_loss(real, labels),
+                                         real_aux=self.real_auxiliary_loss(real_aux, labels))
                 self.check_finite(discriminator_loss=loss_d)
                 self.manual_backward(loss_d)
                 opt_d.step()
                 opt_d.zero_grad(set_to_none=True)
 
         with self.toggled_optimizer(opt_g):
-            gen_logits, gen_aux = self.discriminate(fake, fake_labels)
+            gen_logits, gen_aux = self.discriminate(self.discriminator_view(fake, view), fake_labels)
             loss_g = loss.generator(gen_logits)
             loss_g = self._add_terms(loss_g, logs, "g", aux=self.auxiliary_loss(gen_aux, z, fake_labels),
                                      real=self.real_loss(real, labels),

@@ -65,10 +65,13 @@ class Discriminator(nn.Module):
             (Karras et al. 2018), so D can see a batch that lacks variety: the cheap cure for the generator
             ignoring its noise (mode collapse), which D judging images one by one cannot detect.
         condition: how the label enters (with num_classes): "projection" head, "concat": a label map as an extra input channel, "both".
+        class_head: also a linear head on the last feature map that predicts the class (AC-GAN's auxiliary
+            classifier, `classify`); needs num_classes.
     """
 
     def __init__(self, image_shape: tuple[int, int, int], width: int = 64, num_classes: int = 0,
-                 norm: Norm = "spectral", minibatch_std: bool = False, condition: Condition = "projection") -> None:
+                 norm: Norm = "spectral", minibatch_std: bool = False, condition: Condition = "projection",
+                 class_head: bool = False) -> None:
         super().__init__()
         if condition not in ("projection", "concat", "both"):
             raise ValueError(f"--model.discriminator_condition must be projection, concat or both, got {condition!r}")
@@ -85,6 +88,13 @@ class Discriminator(nn.Module):
         self.head = spectral_norm(head) if norm == "spectral" else head
         embed = nn.Embedding(num_classes, channels) if num_classes and condition != "concat" else None
         self.embed = spectral_norm(embed) if embed is not None and norm == "spectral" else embed
+        self.class_head = None
+        if class_head:
+            if not num_classes:
+                raise ValueError("an auxiliary class head (--model.class_weight > 0) needs a conditional GAN "
+                                 "(--model.conditional true) on labelled data")
+            classifier = nn.Linear(self.body.out_features, num_classes)
+            self.class_head = spectral_norm(classifier) if norm == "spectral" else classifier
 
     def features(self, images: Tensor, labels: Tensor | None = None) -> Tensor:
         """Last feature map (B, C', S0, S0); InfoGAN-style heads can share it."""
@@ -94,6 +104,10 @@ class Discriminator(nn.Module):
 
     def forward(self, images: Tensor, labels: Tensor | None = None) -> Tensor:
         return self.logits(self.features(images, labels), labels)
+
+    def classify(self, h: Tensor) -> Tensor:
+        """Class logits (B, num_classes) of the auxiliary class head from `features`' map h."""
+        return self.class_head(h.flatten(1))
 
     def logits(self, h: Tensor, labels: Tensor | None = None) -> Tensor:
         """Logits (B,) from `features`' map h (B, C', S0, S0); a head sharing the body calls both parts."""

@@ -281,3 +281,65 @@ def test_minibatch_std_lets_the_discriminator_see_batch_variety():
     # the score of image 0 does not depend on its batch mates without the option, and does with it
     torch.testing.assert_close(plain(x)[0], plain(same)[0])
     assert not torch.allclose(seeing(x)[0], seeing(same)[0])
+
+
+def test_diff_augment_shifts_by_whole_pixels_cuts_half_squares_and_passes_gradients():
+    from lightning_models.augment import diff_augment
+
+    images = torch.full((64, 1, 28, 28), -1.0)
+    images[:, :, 14, 14] = 1.0  # one bright pixel in the middle of a black image
+    shifted = diff_augment(images, ["translation"], torch.Generator().manual_seed(0))
+    assert torch.equal((shifted == 1).sum(dim=(1, 2, 3)), torch.ones(64, dtype=torch.long))  # moved, not blurred
+    where = (shifted[:, 0] == 1).nonzero()[:, 1:] - 14
+    assert where.abs().max() == 3 and where.abs().min() == 0  # up to 28 // 8 pixels, several shifts drawn
+    assert torch.equal(shifted[shifted != 1], torch.full(((64 * 28 * 28 - 64),), -1.0))  # background fills in
+    ones = torch.ones(64, 1, 28, 28, requires_grad=True)
+    cut = diff_augment(ones, ["cutout"], torch.Generator().manual_seed(0))
+    assert torch.equal((cut == 0).sum(dim=(1, 2, 3)), torch.full((64,), 14 * 14))  # one 14x14 square per image
+    assert len({tuple(c[0].nonzero()[0].tolist()) for c in (cut == 0)}) > 10  # at different places
+    cut.sum().backward()
+    assert torch.equal(ones.grad, (cut != 0).float())  # differentiable: kept pixels pass their gradient
+    with pytest.raises(ValueError, match="--model.diff_augment.*'flip'"):
+        tiny_gan(diff_augment=["translation", "flip"])
+
+
+def test_diff_augment_is_what_the_discriminator_sees_and_resumes_exactly(mnist_dir, tmp_path):
+    model = tiny_gan(conditional=True, diff_augment=["translation", "cutout"])
+    seen = []
+    model.discriminator.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
+    fit(model, mnist_dir, max_steps=2)
+    real, fake, fake_for_g = seen
+    assert ((real == 0).flatten(1).sum(1) >= 14 * 14).all()  # every image has its mid-grey cutout square
+    assert ((fake == 0).flatten(1).sum(1) >= 14 * 14).all() and ((fake_for_g == 0).flatten(1).sum(1) >= 196).all()
+    # the augmentation draws are a function of the step: an interrupted run resumes exactly
+    def fresh():
+        torch.manual_seed(0)  # the same initial weights
+        return tiny_gan(conditional=True, diff_augment=["translation", "cutout"])
+
+    full = fresh()
+    fit(full, mnist_dir, max_steps=8)
+    fit(fresh(), mnist_dir, max_steps=4, root=str(tmp_path), callbacks=[RunCheckpoint(every_n_train_steps=4)])
+    resumed = fresh()
+    ckpt = glob.glob(str(tmp_path / "**" / "last.ckpt"), recursive=True)[0]
+    fit(resumed, mnist_dir, max_steps=8, root=str(tmp_path), ckpt_path=ckpt)
+    for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_auxiliary_classifier_learns_real_labels_and_trains_the_generator_on_them(mnist_dir):
+    with pytest.raises(ValueError, match="class_weight needs --model.discriminator_condition projection"):
+        tiny_gan(conditional=True, class_weight=1.0, discriminator_condition="concat")
+    with pytest.raises(ValueError, match="needs a conditional GAN"):
+        tiny_gan(class_weight=1.0, discriminator_condition="projection")
+    torch.manual_seed(0)
+    model = tiny_gan(conditional=True, class_weight=1.0, discriminator_condition="projection",
+                     discriminator_norm="batch", lr_discriminator=1e-3)
+    losses = []
+    real_term = model.real_auxiliary_loss
+    model.real_auxiliary_loss = lambda aux, labels: losses.append(real_term(aux, labels)) or losses[-1]
+    trainer = fit(model, mnist_dir, max_steps=80)
+    assert len(losses) == 40 and losses[0] > 2.0  # one per D step, from chance (ln 10 = 2.30)
+    assert sum(losses[-5:]) / 5 < 0.5 * losses[0]  # the class head learned the real labels
+    metrics = trainer.callback_metrics
+    assert "train/loss_real_aux_d" in metrics and "train/loss_aux_g" in metrics
+    assert "train/loss_aux_d" not in metrics  # the head never learns from fakes
