@@ -41,7 +41,7 @@ from lightning_models._moved import current_class_path
 from lightning_models.base import NonFiniteLossError, TrainingModule
 from lightning_models.callbacks import (WANDB_RUN_KEY, ImageWriter, RunCheckpoint, RunInterrupted, find_last_checkpoint,
                                         run_dir)
-from lightning_models.checkpoints import read_checkpoint
+from lightning_models.checkpoints import read_checkpoint, rejected_value
 
 
 class SaveRunConfig(SaveConfigCallback):
@@ -154,12 +154,9 @@ class GenerativeCLI(LightningCLI):
             self.config = self.parser.parse_object({sub: {"model": {"class_path": saved_class, "init_args": keep}}},
                                                    self.config)
         except argparse.ArgumentError as err:  # a saved value the code no longer accepts (e.g. a renamed choice)
-            lines = [line.strip() for line in str(err).splitlines()]
-            keys = [i for i, line in enumerate(lines) if line.startswith("Parser key")]
-            detail = " ".join(lines[keys[-1]:keys[-1] + 2]) if keys else lines[0]
             raise ValueError(f"--ckpt_path {path!r} was written with an option value this version of the code does "
-                             f"not accept ({detail}). Give that option a current value on the command line "
-                             "(--model.<option> VALUE), retrain, or use the version that wrote it") from err
+                             f"not accept ({rejected_value(err)}). Give that option a current value on the command "
+                             "line (--model.<option> VALUE), retrain, or use the version that wrote it") from err
         finally:
             self.parser.exit_on_error = exit_on_error
 

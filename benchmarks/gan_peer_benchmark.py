@@ -89,12 +89,18 @@ def data_args(name: str, split: str, seed: int) -> list[str]:
             str(seed), "--data.test_split", split]
 
 
+def run_root(name: str, model: str, tag: str, seed: int, split: str = "test") -> str:
+    """The folder of one of our runs; validation runs get their own (a variant chosen on val is then trained
+    afresh for test)."""
+    split_part = "_val" if split == "val" else ""
+    return os.path.join(WORK, "gan_peer", f"{name}_{model}_{tag or 'config'}{split_part}_seed{seed}")
+
+
 def run_ours(name: str, model: str, seed: int, budgets: list[int], split: str, tag: str, extra: list[str],
              samplers: list[str]) -> None:
     from lightning_models.callbacks import find_last_checkpoint
 
-    split_part = "_val" if split == "val" else ""  # a variant chosen on val is then trained afresh for test
-    root = os.path.join(WORK, "gan_peer", f"{name}_{model}_{tag or 'config'}{split_part}_seed{seed}")
+    root = run_root(name, model, tag, seed, split)
     common = ["--config", os.path.join(REPO, "configs", f"{model}_mnist.yaml"), *data_args(name, split, seed),
               "--trainer.default_root_dir", root, "--seed_everything", str(seed), "--model.seed", str(seed),
               "--model.classifier_path", DATA[name][3], *extra]
@@ -168,7 +174,7 @@ def grid(name: str, model: str, seed: int, tag: str, out: str, columns: int = 10
     from lightning_models import GAN
     from lightning_models.checkpoints import load_module
 
-    root = os.path.join(WORK, "gan_peer", f"{name}_{model}_{tag or 'config'}_seed{seed}")
+    root = run_root(name, model, tag, seed)
     module = load_module(GAN, root, map_location="cpu").eval()
     rows = module.num_classes if module.conditional else columns
     labels = torch.arange(rows).repeat_interleave(columns) if module.conditional else None

@@ -156,6 +156,15 @@ def _import_saved_module(class_path: str | None) -> None:
                 pass  # Lightning refuses the checkpoint with its own message
 
 
+def rejected_value(err: argparse.ArgumentError) -> str:
+    """One line from jsonargparse's (multi-line) error for a value an option does not accept: the innermost
+    `Parser key "..."` line and the reason after it, e.g. `Parser key "discriminator_condition": Expected a
+    typing.Literal[...]. Got value: input`."""
+    lines = [line.strip() for line in str(err).strip().splitlines()]
+    keys = [i for i, line in enumerate(lines) if line.startswith("Parser key")]
+    return " ".join(lines[keys[-1]:keys[-1] + 2] if keys else lines[:1])[:400]
+
+
 def load_module(cls: type, path: str | os.PathLike | None, option: str | None = None, hint: str = DEFAULT_HINT,
                 map_location: Any = None, **load_kwargs: Any) -> Any:
     """`cls` loaded from the checkpoint at `path` (a file or a run root) with Lightning's `load_from_checkpoint`,
@@ -178,9 +187,8 @@ def load_module(cls: type, path: str | os.PathLike | None, option: str | None = 
     try:
         return original(cls, io.BytesIO(data), map_location=map_location, weights_only=True, **load_kwargs)
     except argparse.ArgumentError as err:  # an option value the code no longer accepts (e.g. a renamed choice)
-        detail = " ".join(line.strip() for line in str(err).strip().splitlines())[:400]
         raise ValueError(f"{label} {path!r}: it was written with an option value this version of the code does not "
-                         f"accept ({detail}). {hint}.") from err
+                         f"accept ({rejected_value(err)}). {hint}.") from err
     except (ValueError, TypeError, KeyError, RuntimeError) as err:  # our hooks' checks, options or weights that differ
         detail = (str(err).strip().splitlines() or [type(err).__name__])[0][:400]
         if not isinstance(err, ValueError):

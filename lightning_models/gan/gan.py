@@ -203,8 +203,9 @@ class GAN(SampleScores, GenerativeModule):
         # toggled_optimizer leaves only the stepping optimizer's parameters trainable
         return next(self.discriminator.parameters()).requires_grad
 
-    def discriminator_view(self, images: Tensor, generator: torch.Generator) -> Tensor:
-        """What the discriminator sees of a batch in training: the images, DiffAugment-ed with `diff_augment`."""
+    def discriminator_view(self, images: Tensor, generator: torch.Generator | None) -> Tensor:
+        """What the discriminator sees of a batch in training: the images, DiffAugment-ed with `diff_augment`
+        (drawing from `generator`, the step's "augment" stream, which is only made when the option is on)."""
         policy = self.hparams.get("diff_augment")
         return augment.diff_augment(images, policy, generator) if policy else images
 
@@ -246,7 +247,7 @@ class GAN(SampleScores, GenerativeModule):
         real, labels = self.real_inputs(batch)
         opt_g, opt_d = self.optimizers()
         rng = self.noise_generator(self.hparams.seed)
-        view = self.noise_generator(self.hparams.seed, "augment")  # DiffAugment's draws (an unused stream if off)
+        view = self.noise_generator(self.hparams.seed, "augment") if self.hparams.get("diff_augment") else None
         loss = self.gan_loss
         logs = {}
 

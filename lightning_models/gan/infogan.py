@@ -195,7 +195,7 @@ class InfoGAN(GAN):
             return self.discriminator.with_codes(x)
         # the discriminator step is the one where D's body is trainable (toggled_optimizer freezes it in the
         # generator step, where the term must flow through the body to the generator and Q)
-        if not next(self.discriminator.parameters()).requires_grad:
+        if not self._discriminator_trains():
             return self.discriminator.with_codes(x)
         if self.hparams.q_optimizer == "generator":
             return self.discriminator(x), None  # nothing the D step trains would learn from the term
