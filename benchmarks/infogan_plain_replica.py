@@ -32,7 +32,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from datamodules import MNISTDataModule  # noqa: E402  (only its split of the decoded tensors)
-from lightning_models.gan.infogan_evaluation import cluster_accuracy  # noqa: E402  (the metric, to score alike)
+from lightning_models.metrics.clustering import cluster_accuracy  # noqa: E402  (the metric, to score alike)
 from lightning_models.networks.conv import init_weights  # noqa: E402
 
 CATEGORIES, CONTINUOUS, NOISE = 10, 2, 62

@@ -49,7 +49,8 @@ TRAIN_IMAGES, VAL_IMAGES, BATCH = 8000, 500, 128
 RESULTS = os.path.join(REPO, "benchmarks", "results", "vae.jsonl")
 COLUMNS = ["neg_elbo", "reconstruction", "kl_continuous", "kl_categorical", "active_units", "color_accuracy",
            "color_accuracy_strict", "color_mixed", "color_accuracy_t1", "color_accuracy_plain", "cluster_accuracy",
-           "fid_classifier", "precision_classifier", "recall_classifier", "diversity_classifier", "class_coverage"]
+           "cluster_accuracy_one_to_one", "fid_classifier", "precision_classifier", "recall_classifier",
+           "diversity_classifier", "class_coverage"]
 
 
 def vae(latent: str, architecture: str, epochs: int, data: str, work: str, extra: list[str] = (),
@@ -91,8 +92,8 @@ def table(rows: list[dict]) -> str:
 
 
 SUMMARY = ["neg_elbo", "color_accuracy", "color_accuracy_strict", "color_mixed", "color_accuracy_t1",
-           "color_accuracy_plain", "cluster_accuracy", "fid_classifier", "precision_classifier", "recall_classifier",
-           "diversity_classifier", "class_coverage"]
+           "color_accuracy_plain", "cluster_accuracy", "cluster_accuracy_one_to_one", "fid_classifier",
+           "precision_classifier", "recall_classifier", "diversity_classifier", "class_coverage"]
 
 
 def summary(path: str = RESULTS, split: str = "test") -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,28 @@ def random_affine(images: Tensor, generator: torch.Generator | None, degrees: fl
     warped = F.grid_sample(images.float() - background, grid, mode="bilinear", padding_mode="zeros",
                            align_corners=False)
     return (warped + background).to(images.dtype)
+
+
+def check_consistency(weight: float, warp: Sequence[float], categories: Sequence[int], categories_option: str) -> None:
+    """The options of an IIC consistency term (`--model.consistency_weight`, `--model.consistency_warp`): a weight
+    >= 0, a warp of three numbers >= 0 (degrees, zoom < 1, shift), and a categorical variable to apply it to."""
+    if weight < 0 or len(warp) != 3 or min(warp) < 0 or warp[1] >= 1:
+        raise ValueError(f"--model.consistency_weight must be >= 0 and --model.consistency_warp three numbers >= 0 "
+                         f"(degrees, zoom < 1, shift), got {weight} and {list(warp)}")
+    if weight and not categories:
+        raise ValueError(f"--model.consistency_weight needs a categorical variable ({categories_option})")
+
+
+def random_recolor(images: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Each RGB image of (B, 3, H, W) in [0, 1] on black redrawn in its own random color: the stroke (the
+    brightest channel of each pixel) times a color drawn uniformly in the RGB cube and scaled so that its largest
+    channel is 1. The shape stays and the color is new, for terms that must ignore color (the color distortion of
+    contrastive learning, made for strokes on a black background)."""
+    if images.shape[1] != 3:
+        raise ValueError(f"random_recolor takes RGB images (B, 3, H, W), got {tuple(images.shape)}")
+    color = torch.rand(len(images), 3, 1, 1, device=images.device, generator=generator).clamp_min(1e-3)
+    color = color / color.amax(1, keepdim=True)
+    return images.amax(1, keepdim=True) * color.to(images.dtype)
 
 
 DIFF_AUGMENT = ("translation", "cutout")

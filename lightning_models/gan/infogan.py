@@ -23,9 +23,10 @@ from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 from torchmetrics.aggregation import MeanMetric
 
-from lightning_models.augment import random_affine
+from lightning_models.augment import check_consistency, random_affine
 from lightning_models.gan.gan import GAN
-from lightning_models.gan.infogan_evaluation import cluster_accuracy, cluster_table, code_traversal
+from lightning_models.gan.infogan_evaluation import code_traversal
+from lightning_models.metrics.clustering import cluster_accuracy, cluster_table
 from lightning_models.losses import invariant_information_loss
 from lightning_models.metrics.evaluation import ClassHistogram, SampleEvaluator
 from lightning_models.metrics.inception import make_inception_metrics
@@ -121,12 +122,7 @@ class InfoGAN(GAN):
             raise ValueError(f"--model.fc_width must be >= 0 (0 = no fully connected layer), got {fc_width}")
         if q_optimizer not in ("discriminator", "generator"):
             raise ValueError(f"--model.q_optimizer must be 'discriminator' or 'generator', got {q_optimizer!r}")
-        if consistency_weight < 0 or len(consistency_warp) != 3 or min(consistency_warp) < 0 \
-                or consistency_warp[1] >= 1:
-            raise ValueError(f"--model.consistency_weight must be >= 0 and --model.consistency_warp three numbers >= 0 "
-                             f"(degrees, zoom < 1, shift), got {consistency_weight} and {list(consistency_warp)}")
-        if consistency_weight and not categorical_codes:
-            raise ValueError("--model.consistency_weight needs a categorical code (--model.categorical_codes)")
+        check_consistency(consistency_weight, consistency_warp, categorical_codes, "--model.categorical_codes")
         if continuous_std is not None and continuous_std <= 0:
             raise ValueError(f"--model.continuous_std must be > 0 or null, got {continuous_std}")
         self.categorical_codes = tuple(int(k) for k in categorical_codes)

@@ -8,7 +8,9 @@ written by `cli.py predict`.
 - `test/active_units`: continuous dimensions whose posterior mean varies over the test set (variance > 0.01);
 - `test/active_categorical`: categorical variables whose posterior probabilities vary (summed variance > 0.01);
 - `test/cluster_accuracy`: the best categorical variable as a digit clustering (each category mapped to its
-  majority digit; fraction of test images whose category maps to their digit);
+  majority digit; fraction of test images whose category maps to their digit), and
+  `test/cluster_accuracy_one_to_one` with each category mapped to a distinct digit (greedy assignment, as
+  InfoGAN's class accuracy; categories beyond the number of digits count as wrong);
 - `test/color_accuracy`: fraction of `num_eval_samples` color-requested samples (ids cycling over the palette)
   whose dominant foreground color (`datamodules.colored_mnist.dominant_color`) is the requested one. The request
   conditions the decoder on a color code learned from the training images' color labels (`ColorLatents`);
@@ -26,6 +28,7 @@ import torch
 from torch import Tensor
 
 import lightning_models.vae.latent_plots as plots
+from lightning_models.metrics.clustering import cluster_accuracy
 from lightning_models.callbacks import log_images
 from lightning_models.progress import phase_progress
 
@@ -41,7 +44,8 @@ class VAEEvaluation:
         images = batch["image"]
         # fixed noise per batch and rank, so a metric is repeatable for the same weights
         seed = ((self.hparams.seed * 1_000_003 + self.global_rank) * 998_244_353 + batch_idx) % 2**63
-        terms, mean, logits = self.loss_terms(images, torch.Generator(self.device).manual_seed(seed), None)
+        terms, mean, logits = self.loss_terms(images, torch.Generator(self.device).manual_seed(seed), None,
+                                              batch.get("color"))
         terms["neg_elbo"] = terms["reconstruction"] + terms["kl_continuous"] + terms["kl_categorical"]
         self.log_dict({f"{stage}/{k}": v.mean() for k, v in terms.items()}, batch_size=len(images), sync_dist=True)
         return mean, logits
@@ -102,8 +106,9 @@ class VAEEvaluation:
             prob_variance = (sums["probs_sq"] / n - (sums["probs"] / n).pow(2)).split(self.categorical_dims)
             metrics["active_categorical"] = sum(float(v.sum() > 0.01) for v in prob_variance)
             if sums["clusters"].sum() > 0:
-                majority = [block.amax(1).sum() / n for block in sums["clusters"].split(self.categorical_dims)]
-                metrics["cluster_accuracy"] = max(majority)
+                scores = [cluster_accuracy(block) for block in sums["clusters"].split(self.categorical_dims)]
+                metrics["cluster_accuracy"] = max(score["majority"] for score in scores)
+                metrics["cluster_accuracy_one_to_one"] = max(score["one_to_one"] for score in scores)
         palette = getattr(getattr(self.trainer, "datamodule", None), "palette", None)
         if self.conditional and palette is not None and self.hparams.image_shape[0] == 3:
             metrics.update(self.color_scores(palette, self.hparams.num_eval_samples,
@@ -155,8 +160,8 @@ class VAEEvaluation:
         - `categorical_<i>`: one row per category of variable i, applied to the codes of the first 8 images.
         """
         with self.eval_mode():
-            mean, _, logits = self.posterior(images.to(self.device))
-            codes = self.mode_code(mean, logits)
+            mean, _, logits, color_logits = self.posterior_and_color(images.to(self.device))
+            codes = self.mode_code(mean, logits, color_logits)
             out = {"reconstructions": plots.reconstruction_grid(images[:32], self.decode(codes[:32]))}
             features = mean if self.continuous_dim else self.category_probs(logits, len(mean))
             points = plots.project_2d(features)

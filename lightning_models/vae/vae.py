@@ -10,7 +10,8 @@ categorical samples, so `val/neg_elbo` and `test/neg_elbo` are single-sample est
 Color control: every training step adds the batch's posteriors, by color, to a moving average kept in buffers
 (so every checkpoint has current statistics; with `color_bank`, also the last posterior means of each color): see
 `lightning_models.vae.color_latents`. `sample(n, labels=color_ids)`
-draws codes from the requested colors' regions; `sample(n)` draws from the prior.
+draws codes from the requested colors' regions; `sample(n)` draws from the prior. With `color_decoder` the color
+is instead a one-hot block of the code that the decoder is trained on (a conditional VAE), set by `sample`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import lightning_models.vae.latents as L
+from lightning_models.augment import check_consistency, random_affine, random_recolor
 from lightning_models.base import GenerativeModule
+from lightning_models.losses import invariant_information_loss
 from lightning_models.metrics.sample_scores import SampleScores
 from lightning_models.networks.conv import Norm
 from lightning_models.networks.vae import Architecture, build_decoder, build_encoder
@@ -65,7 +68,26 @@ class VAE(VAEEvaluation, SampleScores, GenerativeModule):
         temperature_anneal_steps: length of the temperature schedule (0 = `temperature_min` from the start).
         straight_through: train with hard one-hot categorical samples and the relaxed sample's gradient
             (straight-through Gumbel-softmax) instead of relaxed samples.
+        consistency_weight: weight of a consistency term on the first categorical variable (0 = off, plain
+            JointVAE): minus the mutual information between its category of each training image and of a copy
+            randomly warped (`consistency_warp`) and, for RGB images with `consistency_recolor`, redrawn in a
+            random color: the IIC loss of Ji et al. 2019, as InfoGAN's `consistency_weight`. The ELBO alone lets
+            a categorical variable split the data by whatever saves most nats (on colored MNIST: color, thickness);
+            this asks the variable for categories that the warps and colors do not change, used equally often,
+            which on digits are the digit classes. The copy costs one more encoder pass per step.
+        consistency_warp: (max rotation in degrees, max relative zoom, max shift as a fraction of the half-width)
+            of the copies' warps; one draw per image and step.
+        consistency_recolor: redraw the copies of RGB images in a random color (`augment.random_recolor`), so
+            the variable cannot cluster by color; ignored for 1-channel images.
         lr: Adam learning rate.
+        color_decoder: condition the decoder on the color id (a conditional VAE for color, Sohn et al. 2015):
+            the code gets a one-hot color block after the categorical variables, the decoder is trained on the
+            true color of each training image, and the encoder gets a color head trained on the color labels
+            (cross-entropy, added to the loss; as the classifier of Kingma et al. 2014's M2) so that `encode`
+            gives a whole code. `sample(n, labels=color_ids)` then draws the rest of the code from the prior and
+            sets the color block, instead of drawing codes from the per-color statistics (the `color_*` sampler
+            options are then unused). Needs `num_colors > 0`. The bound (`neg_elbo`) is then of the images given
+            their colors.
         color_stats_decay: per-batch decay of the per-color posterior statistics (0.9 averages about the last
             10 batches, so they follow the encoder as it trains).
         color_candidates: draws per color-requested sample, of which the first that the color model attributes
@@ -112,7 +134,11 @@ class VAE(VAEEvaluation, SampleScores, GenerativeModule):
         temperature_min: float = 0.5,
         temperature_anneal_steps: int = 10_000,
         straight_through: bool = False,
+        consistency_weight: float = 0.0,
+        consistency_warp: tuple[float, float, float] = (15.0, 0.15, 0.1),
+        consistency_recolor: bool = True,
         lr: float = 1e-3,
+        color_decoder: bool = False,
         color_stats_decay: float = 0.9,
         color_candidates: int = 16,
         color_temperature: float = 0.5,
@@ -137,17 +163,23 @@ class VAE(VAEEvaluation, SampleScores, GenerativeModule):
         if color_temperature <= 0 or color_candidates < 1:
             raise ValueError("--model.color_temperature must be > 0 and --model.color_candidates >= 1, got "
                              f"{color_temperature} and {color_candidates}")
+        if color_decoder and num_colors == 0:
+            raise ValueError("--model.color_decoder true conditions the decoder on color ids: it needs "
+                             "--model.num_colors > 0 (the datamodule's palette size)")
         if color_bank < 0:
             raise ValueError(f"--model.color_bank must be >= 0 (0 = one Gaussian per color), got {color_bank}")
         L.annealed_temperature(0, temperature, temperature_min, 1)  # validates the temperatures at the CLI
+        check_consistency(consistency_weight, consistency_warp, categorical_dims, "--model.categorical_dims")
         self.continuous_dim = continuous_dim
-        self.latent_size = continuous_dim + sum(self.categorical_dims)
+        self.color_code_size = num_colors if color_decoder else 0  # the one-hot color block of the code
+        self.latent_size = continuous_dim + sum(self.categorical_dims) + self.color_code_size
         self.num_digits = num_classes
         self.num_colors = num_colors
         self.conditional = num_colors > 0
         self.num_classes = num_colors  # the label space of sample(), checked by GenerativeModule.check_labels
         image_shape = tuple(image_shape)
-        self.encoder = build_encoder(architecture, image_shape, 2 * continuous_dim + sum(self.categorical_dims),
+        self.encoder = build_encoder(architecture, image_shape,
+                                     2 * continuous_dim + sum(self.categorical_dims) + self.color_code_size,
                                      mlp_hidden, conv_width, norm)
         self.decoder = build_decoder(architecture, self.latent_size, image_shape, mlp_hidden, conv_width, norm)
         self.color_latents = ColorLatents(num_colors, continuous_dim, self.categorical_dims, color_bank)
@@ -171,13 +203,28 @@ class VAE(VAEEvaluation, SampleScores, GenerativeModule):
     def posterior(self, images: Tensor) -> tuple[Tensor, Tensor, list[Tensor]]:
         """Posterior parameters of images (B, C, H, W) in [0, 1]: means (B, D), log-variances (B, D) and one
         logits tensor (B, K_i) per categorical variable."""
-        d = self.continuous_dim
-        mean, logvar, rest = self.encoder(images).split([d, d, sum(self.categorical_dims)], 1)
-        return mean, logvar, list(rest.split(self.categorical_dims, 1))
+        return self.posterior_and_color(images)[:3]
 
-    def mode_code(self, mean: Tensor, logits: list[Tensor]) -> Tensor:
-        """The latent code (B, latent_size) of the posterior mode: the means and one-hot argmax categories."""
-        return torch.cat([mean, *(F.one_hot(x.argmax(1), x.shape[1]).to(mean) for x in logits)], 1)
+    def posterior_and_color(self, images: Tensor) -> tuple[Tensor, Tensor, list[Tensor], Tensor | None]:
+        """`posterior`, and the color head's logits (B, num_colors) with `color_decoder` (else None)."""
+        d = self.continuous_dim
+        mean, logvar, rest, color = self.encoder(images).split(
+            [d, d, sum(self.categorical_dims), self.color_code_size], 1)
+        return mean, logvar, list(rest.split(self.categorical_dims, 1)), color if self.color_code_size else None
+
+    def color_code(self, colors: Tensor | None, color_logits: Tensor | None, like: Tensor) -> list[Tensor]:
+        """The color block of codes: [] without `color_decoder`, else one-hot `colors` (B,) or, without them, of
+        the color head's argmax."""
+        if not self.color_code_size:
+            return []
+        ids = colors if colors is not None else color_logits.argmax(1)
+        return [F.one_hot(ids.long(), self.num_colors).to(like)]
+
+    def mode_code(self, mean: Tensor, logits: list[Tensor], color_logits: Tensor | None = None) -> Tensor:
+        """The latent code (B, latent_size) of the posterior mode: the means, one-hot argmax categories and,
+        with `color_decoder`, the one-hot argmax of the color head."""
+        return torch.cat([mean, *(F.one_hot(x.argmax(1), x.shape[1]).to(mean) for x in logits),
+                          *self.color_code(None, color_logits, mean)], 1)
 
     def category_probs(self, logits: list[Tensor], batch_size: int) -> Tensor:
         """Posterior probabilities of all categorical variables side by side, (B, sum K_i)."""
@@ -186,7 +233,8 @@ class VAE(VAEEvaluation, SampleScores, GenerativeModule):
 
     def encode(self, images: Tensor) -> Tensor:
         """Latent codes (B, latent_size) of images (B, C, H, W) in [0, 1]: the posterior mode (continuous
-        means, then one one-hot block per categorical variable), computed in eval mode."""
+        means, then one one-hot block per categorical variable, then with `color_decoder` the color head's
+        one-hot color), computed in eval mode."""
         expected = tuple(self.hparams.image_shape)
         if images.dim() != 4 or tuple(images.shape[1:]) != expected:
             raise ValueError(f"encode takes images of shape (B, {', '.join(map(str, expected))}), got "
@@ -195,15 +243,16 @@ class VAE(VAEEvaluation, SampleScores, GenerativeModule):
             raise ValueError("encode takes images in [0, 1]; got values in "
                              f"[{images.min().item():.3g}, {images.max().item():.3g}] (map [-1, 1] with (x + 1) / 2)")
         with self.eval_mode():
-            mean, _, logits = self.posterior(images.to(self.device))
-            return self.mode_code(mean, logits)
+            mean, _, logits, color_logits = self.posterior_and_color(images.to(self.device))
+            return self.mode_code(mean, logits, color_logits)
 
     def decode(self, latents: Tensor) -> Tensor:
         """Images (B, C, H, W) in [0, 1] of latent codes (B, latent_size) laid out as `encode` returns them,
         computed in eval mode."""
         if latents.dim() != 2 or latents.shape[1] != self.latent_size:
+            color = f" + num_colors {self.num_colors} (color_decoder)" if self.color_code_size else ""
             raise ValueError(f"decode takes latent codes of shape (B, {self.latent_size}) = continuous_dim "
-                             f"{self.continuous_dim} + categorical_dims {self.categorical_dims}, got "
+                             f"{self.continuous_dim} + categorical_dims {self.categorical_dims}{color}, got "
                              f"{tuple(latents.shape)}")
         with self.eval_mode():
             return torch.sigmoid(self.decoder(latents.to(self.device)))
@@ -214,40 +263,47 @@ class VAE(VAEEvaluation, SampleScores, GenerativeModule):
         return None if labels is None and self.conditional else super().check_labels(n, labels)
 
     def generate(self, n: int, labels: Tensor | None, generator: torch.Generator | None) -> Tensor:
-        if labels is None:
-            codes = self.prior_codes(n, generator)
+        if labels is None or self.color_code_size:
+            codes = self.prior_codes(n, generator, labels)
         else:
             h = self.hparams
             codes = self.color_latents.sample(labels, generator, h.color_candidates, h.color_temperature)
         return torch.sigmoid(self.decoder(codes))
 
-    def prior_codes(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n codes from the prior: z ~ N(0, I) and uniform categories."""
+    def prior_codes(self, n: int, generator: torch.Generator | None = None, colors: Tensor | None = None) -> Tensor:
+        """n codes from the prior: z ~ N(0, I) and uniform categories; with `color_decoder`, the color block of
+        `colors` (B,) or, without them, of uniformly drawn colors."""
         z = torch.randn(n, self.continuous_dim, device=self.device, generator=generator)
         cats = [F.one_hot(torch.randint(k, (n,), device=self.device, generator=generator), k).float()
                 for k in self.categorical_dims]
-        return torch.cat([z, *cats], 1)
+        if self.color_code_size and colors is None:
+            colors = torch.randint(self.num_colors, (n,), device=self.device, generator=generator)
+        return torch.cat([z, *cats, *self.color_code(colors, None, z)], 1)
 
     # --- training -------------------------------------------------------------------------------------------
     def current_temperature(self) -> float:
         h = self.hparams
         return L.annealed_temperature(self.global_step, h.temperature, h.temperature_min, h.temperature_anneal_steps)
 
-    def loss_terms(self, images: Tensor, generator: torch.Generator | None,
-                   temperature: float | None) -> tuple[dict[str, Tensor], Tensor, list[Tensor]]:
-        """Per-image terms (B,) in nats, `reconstruction`, `kl_continuous`, `kl_categorical`, and the posterior
-        means and logits. `temperature=None` draws exact one-hot categories (evaluation), else Gumbel-softmax."""
-        mean, logvar, logits = self.posterior(images)
+    def loss_terms(self, images: Tensor, generator: torch.Generator | None, temperature: float | None,
+                   colors: Tensor | None = None) -> tuple[dict[str, Tensor], Tensor, list[Tensor]]:
+        """Per-image terms (B,) in nats, `reconstruction`, `kl_continuous`, `kl_categorical` (and, with
+        `color_decoder`, `color_classification`: the color head's cross-entropy on `colors`), and the posterior
+        means and logits. `temperature=None` draws exact one-hot categories (evaluation), else Gumbel-softmax.
+        With `color_decoder` the decoder gets the true `colors` (B,) (the color head's guess without them)."""
+        mean, logvar, logits, color_logits = self.posterior_and_color(images)
         z = L.reparameterize(mean, logvar, generator)
         if temperature is None:
             cats = [L.sample_categorical(x, generator) for x in logits]
         else:
             cats = [L.gumbel_softmax(x, temperature, self.hparams.straight_through, generator) for x in logits]
-        pixel_logits = self.decoder(torch.cat([z, *cats], 1))
+        pixel_logits = self.decoder(torch.cat([z, *cats, *self.color_code(colors, color_logits, z)], 1))
         reconstruction = F.binary_cross_entropy_with_logits(pixel_logits, images, reduction="none").flatten(1).sum(1)
         kl_categorical = sum((L.kl_categorical_uniform(x) for x in logits), torch.zeros_like(reconstruction))
         terms = {"reconstruction": reconstruction, "kl_continuous": L.kl_normal_standard(mean, logvar),
                  "kl_categorical": kl_categorical}
+        if color_logits is not None and colors is not None:
+            terms["color_classification"] = F.cross_entropy(color_logits.float(), colors.long(), reduction="none")
         return terms, mean, logits
 
     def kl_penalty(self, kl_continuous: Tensor, kl_categorical: Tensor, step: int) -> Tensor:
@@ -269,14 +325,20 @@ class VAE(VAEEvaluation, SampleScores, GenerativeModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         images = batch["image"]  # (B, C, H, W) in [0, 1]
+        if self.conditional and "color" not in batch:
+            raise ValueError(f"--model.num_colors {self.num_colors} needs batches with a 'color' key "
+                             "(ColoredMNISTDataModule); pass --model.num_colors 0 for data without colors")
         temperature = self.current_temperature()
-        terms, mean, logits = self.loss_terms(images, self.noise_generator(self.hparams.seed), temperature)
+        terms, mean, logits = self.loss_terms(images, self.noise_generator(self.hparams.seed), temperature,
+                                              batch.get("color"))
         means = {name: value.mean() for name, value in terms.items()}
         loss = means["reconstruction"] + self.kl_penalty(means["kl_continuous"], means["kl_categorical"], self.global_step)
-        if self.conditional:  # (the loss is checked finite in on_before_backward)
-            if "color" not in batch:
-                raise ValueError(f"--model.num_colors {self.num_colors} needs batches with a 'color' key "
-                                 "(ColoredMNISTDataModule); pass --model.num_colors 0 for data without colors")
+        if "color_classification" in means:
+            loss = loss + means["color_classification"]
+        if self.hparams.consistency_weight:
+            means["consistency"] = self.consistency_loss(images, logits[0])
+            loss = loss + self.hparams.consistency_weight * means["consistency"]
+        if self.conditional and not self.color_code_size:  # (the loss is checked finite in on_before_backward)
             probs = self.category_probs([x.detach() for x in logits], len(mean))
             self.color_latents.update(mean.detach(), probs, batch["color"], self.hparams.color_stats_decay)
         logs = {"train/loss": loss, **{f"train/{k}": v for k, v in means.items()}}
@@ -284,6 +346,17 @@ class VAE(VAEEvaluation, SampleScores, GenerativeModule):
             logs["train/temperature"] = temperature
         self.log_train(logs, prog_bar=("train/loss",))
         return loss
+
+    def consistency_loss(self, images: Tensor, logits: Tensor) -> Tensor:
+        """The IIC loss (`losses.invariant_information_loss`) of the first categorical variable between `images`
+        (its posterior `logits`) and a warped, for RGB with `consistency_recolor` recolored, copy of them."""
+        h = self.hparams
+        generator = self.noise_generator(h.seed, "augment")
+        copies = random_affine(images, generator, *h.consistency_warp, background=0.0)
+        if h.consistency_recolor and images.shape[1] == 3:
+            copies = random_recolor(copies, generator)
+        copy_logits = self.posterior(copies)[2][0]
+        return invariant_information_loss(logits.float().softmax(1), copy_logits.float().softmax(1))
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
         """Per-color samples (`class_<color id>`, or `samples` without colors) and the latent pictures of the

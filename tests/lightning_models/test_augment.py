@@ -1,8 +1,10 @@
-"""Batch-level augmentation: `random_affine` draws one warp per image, on the images' device, repeatably."""
+"""Batch-level augmentation: `random_affine` and `random_recolor` draw one warp or color per image, on the images'
+device, repeatably."""
 
+import pytest
 import torch
 
-from lightning_models.augment import random_affine
+from lightning_models.augment import random_affine, random_recolor
 
 
 def images(n=6, size=16):
@@ -48,3 +50,18 @@ def test_background_fills_what_the_warp_brings_in_and_shift_is_bounded():
     rotated = random_affine(x, torch.Generator().manual_seed(0), degrees=30, scale=0, shift=0, background=-1.0)
     radius = lambda im: (centroid(im) - 7.5).norm(dim=1)  # noqa: E731
     torch.testing.assert_close(radius(rotated), radius(x), atol=0.3, rtol=0)
+
+
+def test_random_recolor_keeps_the_stroke_and_draws_one_color_per_image():
+    stroke = torch.rand(6, 1, 28, 28)
+    stroke[:, :, 0, 0] = 1.0
+    red = stroke * torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1)
+    out = random_recolor(red, torch.Generator().manual_seed(0))
+    assert out.shape == red.shape and torch.allclose(out.amax(1, keepdim=True), stroke)  # brightest channel = stroke
+    color = out[:, :, 0, 0]  # each image's color: its channels at a pixel of stroke 1
+    assert torch.allclose(color.amax(1), torch.ones(6))
+    assert torch.allclose(out, stroke * color[:, :, None, None], atol=1e-6)  # one color over the whole image
+    assert (torch.cdist(color, color) + torch.eye(6)).min() > 1e-3  # a different color per image
+    assert torch.equal(out, random_recolor(red, torch.Generator().manual_seed(0)))
+    with pytest.raises(ValueError, match="RGB"):
+        random_recolor(stroke, None)

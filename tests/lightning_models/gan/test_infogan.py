@@ -12,7 +12,8 @@ import torch
 import torch.nn as nn
 
 from lightning_models import GAN, InfoGAN
-from lightning_models.gan.infogan_evaluation import cluster_accuracy, cluster_table, code_traversal, greedy_assignment
+from lightning_models.gan.infogan_evaluation import code_traversal
+from lightning_models.metrics.clustering import cluster_accuracy, cluster_table, greedy_assignment
 import lightning_models.metrics.inception as inception_metrics
 from tests.helpers import REPO, last_checkpoint, run_cli, tiny_args
 from tests.lightning_models.gan.test_gan import fit

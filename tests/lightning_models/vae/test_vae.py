@@ -86,6 +86,12 @@ def test_invalid_options_are_rejected():
         tiny_vae(color_temperature=0.0)
     with pytest.raises(ValueError, match="color_bank must be >= 0"):
         tiny_vae(color_bank=-1)
+    with pytest.raises(ValueError, match="consistency_weight must be >= 0"):
+        tiny_vae(consistency_weight=-1.0)
+    with pytest.raises(ValueError, match="consistency_warp"):
+        tiny_vae(consistency_warp=(10.0, 1.0, 0.1))
+    with pytest.raises(ValueError, match=r"needs a categorical variable \(--model.categorical_dims\)"):
+        tiny_vae("continuous", consistency_weight=1.0)
 
 
 def test_loss_terms_and_capacity_penalty():
@@ -239,14 +245,16 @@ def test_active_units_and_cluster_accuracy_follow_their_definitions(mnist_dir):
     def posterior(images):  # dim 0 varies with the digit, dim 1 is constant; category = digit % 5
         labels = current["label"].float()
         mean = torch.stack([labels, torch.full_like(labels, 0.3)], 1)
-        return mean, torch.zeros_like(mean), [torch.nn.functional.one_hot(current["label"] % 5, 5).float() * 50]
+        return mean, torch.zeros_like(mean), [torch.nn.functional.one_hot(current["label"] % 5, 5).float() * 50], None
 
-    model.test_step, model.posterior = remember_labels, posterior
+    model.test_step, model.posterior_and_color = remember_labels, posterior
     metrics = trainer.test(model, dm, verbose=False)[0]
     assert metrics["test/active_units"] == 1
     # the 32 test digits are 0-9 balanced (0 and 1 four times, the others three): category k holds digits k and
     # k + 5, and its majority digit is right for 4 + 4 + 3 + 3 + 3 = 17 of them
     assert metrics["test/cluster_accuracy"] == pytest.approx(17 / 32)
+    # one-to-one: category k gets one digit (k or k + 5), its other digit counts as wrong: here the same 17
+    assert metrics["test/cluster_accuracy_one_to_one"] == pytest.approx(17 / 32)
 
 
 def test_color_accuracy_measures_the_dominant_color():
@@ -355,3 +363,86 @@ def test_classifier_scores_of_prior_samples(mnist_dir, tmp_path):
     for name in ("fid_classifier", "precision_classifier", "recall_classifier", "diversity_classifier",
                  "class_coverage"):
         assert metrics[f"test/{name}"] == pytest.approx(float(expected[name]), rel=1e-4, abs=1e-6), name
+
+
+def four_strokes_in_random_palette_colors(n=400, seed=0):
+    """n colored images of 4 strokes (image i has stroke i % 4: a bar at rows 4(i % 4) .. +3) in random palette
+    colors, and their stroke ids."""
+    rng = torch.Generator().manual_seed(seed)
+    strokes = torch.arange(n) % 4
+    gray = torch.zeros(n, 1, 28, 28)
+    for k in range(4):
+        gray[strokes == k, :, 4 * k + 6 : 4 * k + 9, 6:22] = 1.0
+    colors = torch.tensor(DEFAULT_PALETTE)[torch.randint(len(DEFAULT_PALETTE), (n,), generator=rng)]
+    return gray * colors[:, :, None, None], strokes
+
+
+def test_consistency_term_rewards_categories_that_ignore_color():
+    """IIC between each image and its recolored copy: -log K for categories that follow the shape, about 0 for
+    categories that follow the color (the copy's color is new), unless the copies keep their color."""
+    images, strokes = four_strokes_in_random_palette_colors()
+    by_shape = lambda x: torch.nn.functional.one_hot((x.amax(1)[:, :, 12].argmax(1) - 6) // 4, 4).float() * 50  # noqa: E731
+    by_color = lambda x: torch.nn.functional.one_hot(x.flatten(2).amax(2).argmax(1), 4).float() * 50  # noqa: E731
+    assert torch.equal(by_shape(images).argmax(1), strokes)
+    for recolor, expected_color in ((True, 0.0), (False, None)):
+        model = tiny_vae("joint", categorical_dims=[4], consistency_weight=1.0, consistency_warp=(0.0, 0.0, 0.0),
+                         consistency_recolor=recolor)
+        for categories, expected in ((by_shape, -math.log(4)), (by_color, expected_color)):
+            model.posterior = lambda x: (None, None, [categories(x)])
+            loss = model.consistency_loss(images, categories(images)).item()
+            if expected is None:  # copies in their own colors: the color categories agree with themselves
+                joint = torch.bincount(categories(images).argmax(1), minlength=4).float() / len(images)
+                expected = float((joint * joint.clamp_min(1e-8).log()).sum())  # -H(c) = -I(c; c)
+            assert loss == pytest.approx(expected, abs=0.02)
+
+
+def test_consistency_term_trains_and_is_logged(mnist_dir):
+    model = tiny_vae("joint", consistency_weight=1.0)
+    trainer, _ = fit(model, mnist_dir, max_steps=2)
+    consistency = float(trainer.callback_metrics["train/consistency"])
+    assert -math.log(5) <= consistency <= 0.0 and consistency < -1e-4  # the MI of two views is in [0, log K]
+
+
+def test_color_decoder_puts_the_color_in_the_code_and_samples_the_requested_block():
+    with pytest.raises(ValueError, match="color_decoder true .* needs --model.num_colors > 0"):
+        tiny_vae(color_decoder=True, num_colors=0)
+    model = tiny_vae("joint", color_decoder=True).eval()  # code: 2 continuous + 5 categories + 10 colors
+    assert model.latent_size == 2 + 5 + 10
+    images = torch.rand(6, 3, 28, 28)
+    codes = model.encode(images)
+    assert codes.shape == (6, 17) and torch.equal(codes[:, 7:].sum(1), torch.ones(6))  # one color each
+    seen = {}
+    model.decoder.register_forward_pre_hook(lambda module, args: seen.__setitem__("codes", args[0]))
+    colors = torch.tensor([3, 0, 9, 3])
+    model.sample(4, colors, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(seen["codes"][:, 7:].argmax(1), colors) and torch.equal(seen["codes"][:, 7:].sum(1), torch.ones(4))
+    # the loss: the decoder gets the true colors, the color head is trained on them
+    seen.clear()
+    terms, _, _ = model.loss_terms(images, torch.Generator().manual_seed(0), None, colors=torch.arange(6))
+    assert torch.equal(seen["codes"][:, 7:].argmax(1), torch.arange(6))
+    assert terms["color_classification"].shape == (6,) and (terms["color_classification"] > 0).all()
+
+
+def test_color_decoder_trains_its_color_head(mnist_dir):
+    """The training step's loss includes the color head's cross-entropy: optimising it on one batch teaches the
+    head the batch's colors; a short fit logs the term and `test` reports it beside the bound."""
+    model = tiny_vae("joint", color_decoder=True, mlp_hidden=[64, 32])
+    dm = ColoredMNISTDataModule(data_dir=mnist_dir, batch_size=8, val_size=8)
+    dm.setup("fit")
+    batch = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
+    model.log_train = lambda *args, **kwargs: None
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+
+    def color_loss():
+        return model.loss_terms(batch["image"], None, 0.5, batch["color"])[0]["color_classification"].mean().item()
+
+    before = color_loss()
+    for _ in range(60):
+        optimizer.zero_grad()
+        model.training_step(batch, 0).backward()
+        optimizer.step()
+    assert before > 0.8 * math.log(10) and color_loss() < 0.5 * before
+    trainer, dm = fit(tiny_vae("joint", color_decoder=True), mnist_dir, max_steps=2)
+    assert math.isfinite(float(trainer.callback_metrics["train/color_classification"]))
+    metrics = trainer.test(trainer.lightning_module, dm, verbose=False)[0]
+    assert {"test/neg_elbo", "test/color_accuracy", "test/color_classification"} <= set(metrics)
