@@ -39,13 +39,17 @@ def data_dir_for(config, mnist_dir, tmp_path) -> str:
 
 @pytest.mark.parametrize("config", CONFIGS, ids=IDS)
 def test_fit_checkpoint_round_trip_and_predict(config, mnist_dir, tmp_path):
+    # trained in bf16-mixed (what GPU users run; float32 training of every config: tests/test_matrix.py's resume)
     root = str(tmp_path / "runs")
     data = data_dir_for(config, mnist_dir, tmp_path)
-    run_cli("fit", tiny_args(config, data, root, "--trainer.max_steps", "4"))
+    cli = run_cli("fit", tiny_args(config, data, root, "--trainer.precision", "bf16-mixed", "--trainer.max_steps", "4"))
+    assert all(torch.isfinite(v).all() for k, v in cli.trainer.callback_metrics.items() if k.startswith("train/"))
     ckpt = last_checkpoint(root)
     run = os.path.dirname(os.path.dirname(ckpt))
     assert os.path.isfile(os.path.join(run, "config.yaml"))
     assert state_of(ckpt)["global_step"] == 4
+    for key, value in state_of(ckpt)["state_dict"].items():
+        assert torch.isfinite(value.float()).all(), key
 
     cls = model_class(config)
     model = cls.load_from_checkpoint(ckpt)  # no extra arguments

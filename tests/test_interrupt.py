@@ -74,31 +74,40 @@ def args_for(data, root, *extra):
 
 @pytest.mark.parametrize("signum, batch", [(signal.SIGINT, 3), (signal.SIGTERM, 7)],
                          ids=["sigint", "sigterm_epoch_end"])
-def test_signal_saves_last_checkpoint_that_resumes_exactly(signum, batch, data_and_full_run, tmp_path):
-    # A real process gets the signal between the D and the G step of batch `batch`: it finishes that batch and saves
-    # (batch 7 is the epoch's last: saved at the epoch's end, where Lightning resumes into the next epoch).
+def test_signal_saves_last_checkpoint_that_resumes_exactly(signum, batch, data_and_full_run, tmp_path, capsys):
+    # The signal arrives between the D and the G step of batch `batch`: the run finishes that batch and saves (batch
+    # 7 is the epoch's last: saved at the epoch's end, where Lightning resumes into the next epoch). Ctrl-C goes to
+    # a real process from outside; SIGTERM is sent by the run to itself (`cli.main` in this process).
     data, full = data_and_full_run
     root, marker = str(tmp_path / "runs"), str(tmp_path / "marker")
     args = args_for(data, root)
-    pause = ["--trainer.callbacks+=tests.test_interrupt.PauseInBatch", "--trainer.callbacks.batch", str(batch),
-             "--trainer.callbacks.marker", marker]
-    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "cli.py"), "fit", *args, *pause], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while not os.path.exists(marker) and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert os.path.exists(marker), "the run never reached the batch"
-        proc.send_signal(signum)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 128 + signum, err[-3000:]
+    if signum == signal.SIGINT:
+        stop = ["--trainer.callbacks+=tests.test_interrupt.PauseInBatch", "--trainer.callbacks.batch", str(batch),
+                "--trainer.callbacks.marker", marker]
+        proc = subprocess.Popen([sys.executable, os.path.join(REPO, "cli.py"), "fit", *args, *stop], cwd=REPO,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 120
+            while not os.path.exists(marker) and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert os.path.exists(marker), "the run never reached the batch"
+            proc.send_signal(signum)
+            _, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        code = proc.returncode
+    else:
+        stop = ["--trainer.callbacks+=tests.test_interrupt.SignalInBatch", "--trainer.callbacks.batch", str(batch),
+                "--trainer.callbacks.signum", str(int(signum))]
+        code = cli.main(["fit", *args, *stop])
+        err = capsys.readouterr().err
+        assert signal.getsignal(signum) in (signal.SIG_DFL, None)  # handlers are given back
+    assert code == 128 + signum, err[-3000:]
     last = last_checkpoint(root)
     name = signal.Signals(signum).name
     lines = [line for line in err.splitlines() if line.startswith(f"{name}: stopped")]
-    resume = shlex.join(["python", "cli.py", "fit", *args, *pause, "--ckpt_path", "last"])
+    resume = shlex.join(["python", "cli.py", "fit", *args, *stop, "--ckpt_path", "last"])
     assert lines == [f"{name}: stopped at global step {2 * batch}, saved {last}. Resume with: {resume}"], err[-3000:]
     assert "Traceback" not in err
     assert state_of(last)["global_step"] == 2 * batch  # the batch it arrived in was finished, and saved

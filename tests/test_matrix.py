@@ -1,6 +1,7 @@
-"""The collection-wide matrix: every config in configs/ under DDP (2 CPU processes), bf16-mixed, and exact
-resume, through the real CLI on tiny data. A new config joins by existing (see tests/helpers.py for the tiny
-options of a new model class). Marked `slow`: `python -m pytest -q -m "not slow"` skips it while iterating."""
+"""The collection-wide matrix: every config in configs/ under DDP (2 CPU processes) and exact resume, through the
+real CLI on tiny data (tests/test_configs.py trains every config in bf16-mixed). A new config joins by existing
+(see tests/helpers.py for the tiny options of a new model class). Marked `slow`: `python -m pytest -q -m "not slow"`
+skips it while iterating."""
 
 import glob
 import json
@@ -79,17 +80,6 @@ def test_ddp_two_processes_keep_ranks_in_sync(name, ddp_runs):
     if name == "cyclegan_colored_mnist":  # each step leaves two of the four networks idle: all four still train
         for prefix in ("generator_ab.", "generator_ba.", "discriminator_a.", "discriminator_b."):
             assert any(not torch.equal(w0[k], start[k]) for k in w0 if k.startswith(prefix)), prefix
-
-
-@pytest.mark.parametrize("config", CONFIGS, ids=IDS)
-def test_bf16_mixed_trains(config, mnist_dir, tmp_path):
-    root = str(tmp_path / "runs")
-    cli = run_cli("fit", tiny_args(config, data_dir_for(config, mnist_dir, tmp_path), root,
-                                   "--trainer.precision", "bf16-mixed", "--trainer.max_steps", "2"))
-    assert cli.trainer.global_step == 2
-    for key, value in state_of(last_checkpoint(root))["state_dict"].items():
-        assert torch.isfinite(value.float()).all(), key
-    assert all(torch.isfinite(v).all() for k, v in cli.trainer.callback_metrics.items() if k.startswith("train/"))
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=IDS)

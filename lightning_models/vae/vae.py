@@ -27,6 +27,7 @@ from lightning_models.augment import check_consistency, random_affine, random_re
 from lightning_models.base import GenerativeModule
 from lightning_models.losses import invariant_information_loss
 from lightning_models.metrics.sample_scores import SampleScores
+from lightning_models.networks import batch_statistics_frozen
 from lightning_models.networks.conv import Norm
 from lightning_models.networks.vae import Architecture, build_decoder, build_encoder
 from lightning_models.vae.color_latents import ColorLatents
@@ -79,6 +80,10 @@ class VAE(VAEEvaluation, SampleScores, GenerativeModule):
             of the copies' warps; one draw per image and step.
         consistency_recolor: redraw the copies of RGB images in a random color (`augment.random_recolor`), so
             the variable cannot cluster by color; ignored for 1-channel images.
+        consistency_overcluster: categories of an auxiliary overclustering head (0 = none): extra encoder outputs,
+            not part of the code, trained by the same consistency term as the first variable (the auxiliary
+            overclustering of Ji et al. 2019: finer clusters shape the shared encoder features the digit variable
+            reads). Needs `consistency_weight > 0`.
         lr: Adam learning rate.
         color_decoder: condition the decoder on the color id (a conditional VAE for color, Sohn et al. 2015):
             the code gets a one-hot color block after the categorical variables, the decoder is trained on the
@@ -137,6 +142,7 @@ class VAE(VAEEvaluation, SampleScores, GenerativeModule):
         consistency_weight: float = 0.0,
         consistency_warp: tuple[float, float, float] = (15.0, 0.15, 0.1),
         consistency_recolor: bool = True,
+        consistency_overcluster: int = 0,
         lr: float = 1e-3,
         color_decoder: bool = False,
         color_stats_decay: float = 0.9,
@@ -170,6 +176,12 @@ class VAE(VAEEvaluation, SampleScores, GenerativeModule):
             raise ValueError(f"--model.color_bank must be >= 0 (0 = one Gaussian per color), got {color_bank}")
         L.annealed_temperature(0, temperature, temperature_min, 1)  # validates the temperatures at the CLI
         check_consistency(consistency_weight, consistency_warp, categorical_dims, "--model.categorical_dims")
+        if consistency_overcluster < 0 or consistency_overcluster == 1 or (consistency_overcluster
+                                                                          and not consistency_weight):
+            raise ValueError("--model.consistency_overcluster must be 0 (none) or >= 2 categories, and needs "
+                             f"--model.consistency_weight > 0; got {consistency_overcluster} with weight "
+                             f"{consistency_weight}")
+        self.overcluster = consistency_overcluster
         self.continuous_dim = continuous_dim
         self.color_code_size = num_colors if color_decoder else 0  # the one-hot color block of the code
         self.latent_size = continuous_dim + sum(self.categorical_dims) + self.color_code_size
@@ -179,10 +191,13 @@ class VAE(VAEEvaluation, SampleScores, GenerativeModule):
         self.num_classes = num_colors  # the label space of sample(), checked by GenerativeModule.check_labels
         image_shape = tuple(image_shape)
         self.encoder = build_encoder(architecture, image_shape,
-                                     2 * continuous_dim + sum(self.categorical_dims) + self.color_code_size,
+                                     2 * continuous_dim + sum(self.categorical_dims) + self.color_code_size
+                                     + self.overcluster,
                                      mlp_hidden, conv_width, norm)
         self.decoder = build_decoder(architecture, self.latent_size, image_shape, mlp_hidden, conv_width, norm)
-        self.color_latents = ColorLatents(num_colors, continuous_dim, self.categorical_dims, color_bank)
+        # color sampling from the posterior's color regions; the color decoder is given the color instead
+        self.color_latents = (None if color_decoder else
+                              ColorLatents(num_colors, continuous_dim, self.categorical_dims, color_bank))
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
@@ -199,6 +214,15 @@ class VAE(VAEEvaluation, SampleScores, GenerativeModule):
             raise ValueError(f"--model.num_colors {self.num_colors} but the datamodule's palette has {colors} colors: "
                              f"pass --model.num_colors {colors}")
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Checkpoints of color-decoder models written before it stopped keeping the unused color statistics
+        (2026-12-07) still load: their `color_latents.*` buffers are dropped."""
+        super().on_load_checkpoint(checkpoint)
+        if self.color_latents is None:
+            state = checkpoint.get("state_dict", {})
+            for key in [k for k in state if k.startswith("color_latents.")]:
+                del state[key]
+
     # --- the latent code ------------------------------------------------------------------------------------
     def posterior(self, images: Tensor) -> tuple[Tensor, Tensor, list[Tensor]]:
         """Posterior parameters of images (B, C, H, W) in [0, 1]: means (B, D), log-variances (B, D) and one
@@ -207,10 +231,15 @@ class VAE(VAEEvaluation, SampleScores, GenerativeModule):
 
     def posterior_and_color(self, images: Tensor) -> tuple[Tensor, Tensor, list[Tensor], Tensor | None]:
         """`posterior`, and the color head's logits (B, num_colors) with `color_decoder` (else None)."""
+        return self.encoder_heads(images)[:4]
+
+    def encoder_heads(self, images: Tensor) -> tuple[Tensor, Tensor, list[Tensor], Tensor | None, Tensor | None]:
+        """`posterior_and_color`, and the overclustering head's logits (B, consistency_overcluster) (else None)."""
         d = self.continuous_dim
-        mean, logvar, rest, color = self.encoder(images).split(
-            [d, d, sum(self.categorical_dims), self.color_code_size], 1)
-        return mean, logvar, list(rest.split(self.categorical_dims, 1)), color if self.color_code_size else None
+        mean, logvar, rest, color, over = self.encoder(images).split(
+            [d, d, sum(self.categorical_dims), self.color_code_size, self.overcluster], 1)
+        return (mean, logvar, list(rest.split(self.categorical_dims, 1)), color if self.color_code_size else None,
+                over if self.overcluster else None)
 
     def color_code(self, colors: Tensor | None, color_logits: Tensor | None, like: Tensor) -> list[Tensor]:
         """The color block of codes: [] without `color_decoder`, else one-hot `colors` (B,) or, without them, of
@@ -286,12 +315,14 @@ class VAE(VAEEvaluation, SampleScores, GenerativeModule):
         return L.annealed_temperature(self.global_step, h.temperature, h.temperature_min, h.temperature_anneal_steps)
 
     def loss_terms(self, images: Tensor, generator: torch.Generator | None, temperature: float | None,
-                   colors: Tensor | None = None) -> tuple[dict[str, Tensor], Tensor, list[Tensor]]:
+                   colors: Tensor | None = None, heads: tuple | None = None
+                   ) -> tuple[dict[str, Tensor], Tensor, list[Tensor]]:
         """Per-image terms (B,) in nats, `reconstruction`, `kl_continuous`, `kl_categorical` (and, with
         `color_decoder`, `color_classification`: the color head's cross-entropy on `colors`), and the posterior
         means and logits. `temperature=None` draws exact one-hot categories (evaluation), else Gumbel-softmax.
-        With `color_decoder` the decoder gets the true `colors` (B,) (the color head's guess without them)."""
-        mean, logvar, logits, color_logits = self.posterior_and_color(images)
+        With `color_decoder` the decoder gets the true `colors` (B,) (the color head's guess without them).
+        `heads`: `encoder_heads(images)` when already computed."""
+        mean, logvar, logits, color_logits = heads[:4] if heads else self.posterior_and_color(images)
         z = L.reparameterize(mean, logvar, generator)
         if temperature is None:
             cats = [L.sample_categorical(x, generator) for x in logits]
@@ -329,14 +360,15 @@ class VAE(VAEEvaluation, SampleScores, GenerativeModule):
             raise ValueError(f"--model.num_colors {self.num_colors} needs batches with a 'color' key "
                              "(ColoredMNISTDataModule); pass --model.num_colors 0 for data without colors")
         temperature = self.current_temperature()
+        heads = self.encoder_heads(images)
         terms, mean, logits = self.loss_terms(images, self.noise_generator(self.hparams.seed), temperature,
-                                              batch.get("color"))
+                                              batch.get("color"), heads)
         means = {name: value.mean() for name, value in terms.items()}
         loss = means["reconstruction"] + self.kl_penalty(means["kl_continuous"], means["kl_categorical"], self.global_step)
         if "color_classification" in means:
             loss = loss + means["color_classification"]
         if self.hparams.consistency_weight:
-            means["consistency"] = self.consistency_loss(images, logits[0])
+            means["consistency"] = self.consistency_loss(images, logits[0], heads[4])
             loss = loss + self.hparams.consistency_weight * means["consistency"]
         if self.conditional and not self.color_code_size:  # (the loss is checked finite in on_before_backward)
             probs = self.category_probs([x.detach() for x in logits], len(mean))
@@ -347,16 +379,23 @@ class VAE(VAEEvaluation, SampleScores, GenerativeModule):
         self.log_train(logs, prog_bar=("train/loss",))
         return loss
 
-    def consistency_loss(self, images: Tensor, logits: Tensor) -> Tensor:
+    def consistency_loss(self, images: Tensor, logits: Tensor, overcluster_logits: Tensor | None = None) -> Tensor:
         """The IIC loss (`losses.invariant_information_loss`) of the first categorical variable between `images`
-        (its posterior `logits`) and a warped, for RGB with `consistency_recolor` recolored, copy of them."""
+        (its posterior `logits`) and a warped, for RGB with `consistency_recolor` recolored, copy of them, plus
+        that of the overclustering head (its `overcluster_logits`) with `consistency_overcluster`. The copies are
+        normalised with their own batch statistics but leave the encoder's running statistics alone."""
         h = self.hparams
         generator = self.noise_generator(h.seed, "augment")
         copies = random_affine(images, generator, *h.consistency_warp, background=0.0)
         if h.consistency_recolor and images.shape[1] == 3:
             copies = random_recolor(copies, generator)
-        copy_logits = self.posterior(copies)[2][0]
-        return invariant_information_loss(logits.float().softmax(1), copy_logits.float().softmax(1))
+        with batch_statistics_frozen(self.encoder):  # the copies do not enter the statistics evaluation uses
+            copy_heads = self.encoder_heads(copies)
+        loss = invariant_information_loss(logits.float().softmax(1), copy_heads[2][0].float().softmax(1))
+        if overcluster_logits is not None:
+            loss = loss + invariant_information_loss(overcluster_logits.float().softmax(1),
+                                                     copy_heads[4].float().softmax(1))
+        return loss
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
         """Per-color samples (`class_<color id>`, or `samples` without colors) and the latent pictures of the

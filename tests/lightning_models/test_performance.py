@@ -82,8 +82,10 @@ def test_compile_names_the_submodules_when_one_is_unknown():
 @pytest.mark.parametrize("config,family", [pytest.param(c, f, id=c) for c, f in [
     ("celeba_mixed_latent", []),
     # ResNet and U-Net translators, cut to one block / one downsampling: compiling is the cost here
+    # (one network of each kind: the other direction's generator and discriminator are the same classes)
     ("cyclegan_colored_mnist", ["--model.generator", "resnet", "--model.generator_blocks", "1",
-                                "--model.downsamplings", "1"]),  # its config uses recolor generators
+                                "--model.downsamplings", "1",  # its config uses recolor generators
+                                "--trainer.callbacks.modules=[generator_ab,discriminator_a]"]),
     ("pix2pix_colored_mnist", ["--model.downsamplings", "1"]),
     ("vae_joint_colored_mnist", []),
     ("latent_cgan_mnist", []),

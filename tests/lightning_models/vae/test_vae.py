@@ -1,6 +1,7 @@
 """The VAE scheme: sampling and encode/decode contracts, loss terms, color statistics and color sampling, the test
 metrics, pictures, and a checkpoint round trip."""
 
+import copy
 import math
 
 import pytest
@@ -388,7 +389,7 @@ def test_consistency_term_rewards_categories_that_ignore_color():
         model = tiny_vae("joint", categorical_dims=[4], consistency_weight=1.0, consistency_warp=(0.0, 0.0, 0.0),
                          consistency_recolor=recolor)
         for categories, expected in ((by_shape, -math.log(4)), (by_color, expected_color)):
-            model.posterior = lambda x: (None, None, [categories(x)])
+            model.encoder_heads = lambda x: (None, None, [categories(x)], None, None)
             loss = model.consistency_loss(images, categories(images)).item()
             if expected is None:  # copies in their own colors: the color categories agree with themselves
                 joint = torch.bincount(categories(images).argmax(1), minlength=4).float() / len(images)
@@ -401,6 +402,55 @@ def test_consistency_term_trains_and_is_logged(mnist_dir):
     trainer, _ = fit(model, mnist_dir, max_steps=2)
     consistency = float(trainer.callback_metrics["train/consistency"])
     assert -math.log(5) <= consistency <= 0.0 and consistency < -1e-4  # the MI of two views is in [0, log K]
+
+
+def test_overclustering_head_is_trained_by_the_consistency_term_and_stays_out_of_the_code():
+    for bad in (-1, 1):
+        with pytest.raises(ValueError, match="consistency_overcluster must be 0 .* or >= 2"):
+            tiny_vae("joint", consistency_weight=1.0, consistency_overcluster=bad)
+    with pytest.raises(ValueError, match="needs --model.consistency_weight > 0"):
+        tiny_vae("joint", consistency_overcluster=7)
+    plain = tiny_vae("joint", consistency_weight=1.0)
+    model = tiny_vae("joint", consistency_weight=1.0, consistency_overcluster=7)
+    assert model.latent_size == plain.latent_size and model.encode(torch.rand(2, 3, 28, 28)).shape == (2, 7)
+    images = torch.rand(6, 3, 28, 28)
+    heads = model.encoder_heads(images)
+    assert heads[4].shape == (6, 7) and plain.encoder_heads(images)[4] is None
+    # the term is the first variable's IIC loss plus the head's: with the head's categories the same for each image
+    # and its copy (pinned), the head adds -I(c; c) = -H(c)
+    stroke = torch.arange(6) % 7
+    pinned = torch.nn.functional.one_hot(stroke, 7).float() * 50
+    main = torch.nn.functional.one_hot(torch.arange(6) % 5, 5).float() * 50
+    model.encoder_heads = lambda x: (None, None, [main], None, pinned)
+    with_head = model.consistency_loss(images, main, pinned).item()
+    without = model.consistency_loss(images, main).item()
+    joint = torch.bincount(stroke, minlength=7).float() / 6
+    assert with_head - without == pytest.approx(float((joint * joint.clamp_min(1e-8).log()).sum()), abs=1e-3)
+    assert model.hparams.consistency_overcluster == 7  # saved with the model: checkpoints rebuild the head
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "conv"])
+def test_consistency_copies_leave_the_running_statistics_alone(architecture):
+    """The warped, recolored copies pass the encoder's batch norm with their own batch statistics, but the running
+    statistics (what evaluation normalises with) move as for the images alone."""
+    images = torch.rand(8, 3, 28, 28)
+    model = tiny_vae("joint", architecture=architecture, norm="batch", consistency_weight=1.0,
+                     consistency_overcluster=3 if architecture == "conv" else 0)  # (the head's copies too)
+    model.log_train = lambda *args, **kwargs: None
+    reference = copy.deepcopy(model.encoder)
+    reference(images)  # one pass of the images alone, in train mode
+    batch = {"image": images, "label": torch.zeros(8, dtype=torch.long), "color": torch.arange(8)}
+    seen = []
+    hook = model.encoder.register_forward_hook(lambda module, args, out: seen.append(out))
+    model.training_step(batch, 0)
+    hook.remove()
+    assert len(seen) == 2  # the images, then the copies
+    stats = {k: v for k, v in model.encoder.state_dict().items() if "running" in k or "num_batches" in k}
+    assert stats
+    for key, value in stats.items():
+        assert torch.equal(value, reference.state_dict()[key]), key
+    norms = [m for m in model.encoder.modules() if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d))]
+    assert norms and all(m.momentum == 0.1 for m in norms)  # given back
 
 
 def test_color_decoder_puts_the_color_in_the_code_and_samples_the_requested_block():
@@ -421,6 +471,11 @@ def test_color_decoder_puts_the_color_in_the_code_and_samples_the_requested_bloc
     terms, _, _ = model.loss_terms(images, torch.Generator().manual_seed(0), None, colors=torch.arange(6))
     assert torch.equal(seen["codes"][:, 7:].argmax(1), torch.arange(6))
     assert terms["color_classification"].shape == (6,) and (terms["color_classification"] > 0).all()
+    # the color is given, so no per-color posterior statistics are kept; a checkpoint that still has them loads
+    assert model.color_latents is None and not any(k.startswith("color_latents") for k in model.state_dict())
+    older = {"state_dict": {**model.state_dict(), "color_latents.count": torch.zeros(10)}}
+    model.on_load_checkpoint(older)
+    model.load_state_dict(older["state_dict"])
 
 
 def test_color_decoder_trains_its_color_head(mnist_dir):
