@@ -121,19 +121,7 @@ def plain_classifier(model, batch, opts, rng):
 
 
 def plain_vae(model, batch, opts, rng):
-    images, h = batch["image"], model.hparams
-    heads = model.encoder_heads(images)
-    terms, mean, logits = model.loss_terms(images, rng, h.temperature, batch.get("color"), heads)
-    means = {name: value.mean() for name, value in terms.items()}
-    loss = means["reconstruction"] + model.kl_penalty(means["kl_continuous"], means["kl_categorical"], 0)
-    if "color_classification" in means:  # the color decoder's color head
-        loss = loss + means["color_classification"]
-    if h.consistency_weight:  # the IIC term against warped, recolored copies
-        loss = loss + h.consistency_weight * model.consistency_loss(images, logits[0], heads[4])
-    if model.color_latents is not None and model.conditional:
-        probs = model.category_probs([x.detach() for x in logits], len(mean))
-        model.color_latents.update(mean.detach(), probs, batch["color"], h.color_stats_decay)
-    _step(opts[0], loss)
+    _step(opts[0], model.training_loss(batch, rng, model.hparams.temperature, 0)[0])
 
 
 def plain_translation(model, batch, opts, rng):

@@ -72,10 +72,10 @@ def vae(latent: str, architecture: str, epochs: int, data: str, work: str, extra
     model = VAE.load_from_checkpoint(find_last_checkpoint(root), map_location="cpu")
     palette = torch.tensor(DEFAULT_PALETTE)
     # the statistics sampler without its refinements (a color decoder has no sampler; another palette, other colors)
-    variants = (("color_accuracy_t1", model.hparams.color_candidates), ("color_accuracy_plain", 1))
-    for name, candidates in variants if model.color_latents is not None and model.num_colors == len(palette) else ():
-        model.hparams.color_candidates, model.hparams.color_temperature = candidates, 1.0
-        metrics[name] = round(model.color_accuracy(palette, model.hparams.num_eval_samples), 4)
+    if model.color_latents is not None and model.num_colors == len(palette):
+        for name, candidates in (("color_accuracy_t1", model.hparams.color_candidates), ("color_accuracy_plain", 1)):
+            model.hparams.color_candidates, model.hparams.color_temperature = candidates, 1.0
+            metrics[name] = round(model.color_accuracy(palette, model.hparams.num_eval_samples), 4)
     return {"latent": latent,
             "architecture": architecture, **({"variant": variant} if variant else {}),
             **({"cli": " ".join(extra)} if extra else {}), "split": split, "seed": seed, "epochs": epochs, "steps": steps,

@@ -13,7 +13,8 @@ written by `cli.py predict`.
   InfoGAN's class accuracy; categories beyond the number of digits count as wrong);
 - `test/color_accuracy`: fraction of `num_eval_samples` color-requested samples (ids cycling over the palette)
   whose dominant foreground color (`datamodules.colored_mnist.dominant_color`) is the requested one. The request
-  conditions the decoder on a color code learned from the training images' color labels (`ColorLatents`);
+  conditions the decoder on a color code learned from the training images' color labels (`ColorLatents`), or,
+  with `color_decoder`, sets the code's color block, which the decoder was trained on with those labels;
 - `test/color_accuracy_strict`: the same with a rule that abstains on mixed colors
   (`datamodules.colored_mnist.single_color`: more than half of the stroke's brightness in the called color), and
   `test/color_mixed` the fraction of samples it abstained on;

@@ -355,29 +355,36 @@ class VAE(VAEEvaluation, SampleScores, GenerativeModule):
         return penalty
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        images = batch["image"]  # (B, C, H, W) in [0, 1]
         if self.conditional and "color" not in batch:
             raise ValueError(f"--model.num_colors {self.num_colors} needs batches with a 'color' key "
                              "(ColoredMNISTDataModule); pass --model.num_colors 0 for data without colors")
         temperature = self.current_temperature()
+        loss, means = self.training_loss(batch, self.noise_generator(self.hparams.seed), temperature, self.global_step)
+        logs = {"train/loss": loss, **{f"train/{k}": v for k, v in means.items()}}
+        if self.categorical_dims:
+            logs["train/temperature"] = temperature
+        self.log_train(logs, prog_bar=("train/loss",))
+        return loss  # (checked finite in on_before_backward)
+
+    def training_loss(self, batch: dict[str, Tensor], generator: torch.Generator | None, temperature: float,
+                      step: int) -> tuple[Tensor, dict[str, Tensor]]:
+        """The loss of one training batch (images in [0, 1], with "color" when conditional) at `step` and the
+        batch means of its terms: the bound with the KL penalty, the color head's cross-entropy with
+        `color_decoder`, the consistency term; updates the per-color statistics of the color sampler."""
+        images = batch["image"]
         heads = self.encoder_heads(images)
-        terms, mean, logits = self.loss_terms(images, self.noise_generator(self.hparams.seed), temperature,
-                                              batch.get("color"), heads)
+        terms, mean, logits = self.loss_terms(images, generator, temperature, batch.get("color"), heads)
         means = {name: value.mean() for name, value in terms.items()}
-        loss = means["reconstruction"] + self.kl_penalty(means["kl_continuous"], means["kl_categorical"], self.global_step)
+        loss = means["reconstruction"] + self.kl_penalty(means["kl_continuous"], means["kl_categorical"], step)
         if "color_classification" in means:
             loss = loss + means["color_classification"]
         if self.hparams.consistency_weight:
             means["consistency"] = self.consistency_loss(images, logits[0], heads[4])
             loss = loss + self.hparams.consistency_weight * means["consistency"]
-        if self.conditional and not self.color_code_size:  # (the loss is checked finite in on_before_backward)
+        if self.conditional and self.color_latents is not None:
             probs = self.category_probs([x.detach() for x in logits], len(mean))
             self.color_latents.update(mean.detach(), probs, batch["color"], self.hparams.color_stats_decay)
-        logs = {"train/loss": loss, **{f"train/{k}": v for k, v in means.items()}}
-        if self.categorical_dims:
-            logs["train/temperature"] = temperature
-        self.log_train(logs, prog_bar=("train/loss",))
-        return loss
+        return loss, means
 
     def consistency_loss(self, images: Tensor, logits: Tensor, overcluster_logits: Tensor | None = None) -> Tensor:
         """The IIC loss (`losses.invariant_information_loss`) of the first categorical variable between `images`
