@@ -20,8 +20,10 @@ import fcntl
 import json
 import os
 import shutil
+import statistics
 import sys
 import time
+from collections.abc import Callable
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -81,6 +83,34 @@ def append_row(path: str, row: dict) -> dict:
         fcntl.flock(f, fcntl.LOCK_EX)
         f.write(json.dumps(row) + "\n")
     return row
+
+
+def seed_summary(path: str, split: str, key: Callable[[dict], tuple], key_names: list[str],
+                 columns: list[str]) -> str:
+    """Markdown table of the JSON-lines rows at `path` on `split` (rows without one count as "test"): one line per
+    `key(row)` (empty values shown as "-"), with the number of seeds and, per column, the mean +- std over them
+    (the newest row of each seed counts; one seed: its value; a column no row has: "-")."""
+    groups: dict[tuple, dict[int, dict]] = {}
+    with open(path) as f:
+        for line in f:
+            if line.strip():
+                row = json.loads(line)
+                if row.get("split", "test") == split:
+                    groups.setdefault(key(row), {})[row.get("seed", 0)] = row
+    lines = ["| " + " | ".join([*key_names, "seeds", *columns]) + " |",
+             "|" + "---|" * (len(key_names) + 1 + len(columns))]
+    for values_of_key, by_seed in groups.items():
+        cells = [str(v) if v not in ("", None) else "-" for v in values_of_key] + [str(len(by_seed))]
+        for column in columns:
+            values = [r[column] for r in by_seed.values() if column in r]
+            if not values:
+                cells.append("-")
+            elif len(values) == 1:
+                cells.append(f"{values[0]:.3f}")
+            else:
+                cells.append(f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def fit_once(root: str, args: list[str]) -> float:

@@ -14,7 +14,7 @@ so its run folder and row do not mix with the default's. `--seeds` seeds the wei
 training randomness (`--seed_everything`, `--model.seed`, `--data.seed`; seed 0's folder keeps its old name).
 `--split val` scores on the 500 held-out images (to choose settings), `--split test` on the test split (to report
 the chosen setting once); a finished run (its `train_seconds.txt`) is scored again without retraining, so the
-test row is the same weights the validation row chose. `--summary` prints mean +- std over the seeds of the
+test row is the same weights the validation row chose. `--summary` prints mean ± std over the seeds of the
 committed rows per variant.
 
 - plain: configs/cyclegan_colored_mnist.yaml with cycle and identity weights 0 (adversarial terms only);
@@ -33,9 +33,7 @@ appended to benchmarks/results/translation.jsonl (committed) and printed as a ma
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,7 +42,8 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 
 import torch  # noqa: E402
 
-from benchmarks.gan_quality import QUIET, append_row, fit_once, prepare_data, run as cli_run  # noqa: E402
+from benchmarks.gan_quality import (QUIET, append_row, fit_once, prepare_data, run as cli_run,  # noqa: E402
+                                     seed_summary)
 from lightning_models.translation.evaluation import METRICS  # noqa: E402
 
 MODELS = {
@@ -54,6 +53,8 @@ MODELS = {
 }
 #: the raw rows behind RESULTS.md's translation tables (committed)
 RESULTS = os.path.join(REPO, "benchmarks", "results", "translation.jsonl")
+#: the columns of `--summary`
+SUMMARY = ["color_accuracy_ab", "color_accuracy_ba", "iou_ab", "iou_ba", "cycle_l1_aba", "cycle_l1_bab"]
 DATA = {"unpaired": "datamodules.UnpairedColoredMNISTDataModule", "paired": "datamodules.PairedColoredMNISTDataModule"}
 
 
@@ -94,28 +95,10 @@ def run(model: str, data: str, args: argparse.Namespace, data_dir: str, seed: in
 
 
 def summary(path: str = RESULTS, split: str = "test") -> str:
-    """Markdown table of the rows at `path` on `split`: mean +- std over the seeds of each model, data, budget and
-    tag (a seed measured twice counts once, its newest row), with the seeds listed."""
-    groups: dict[tuple, dict[int, dict]] = {}
-    with open(path) as f:
-        for line in f:
-            row = json.loads(line)
-            if row.get("split", "test") == split:
-                key = (row["model"], row["data"], row["batches"], row["batch_size"], row.get("tag", ""))
-                groups.setdefault(key, {})[row.get("seed", 0)] = row
-    names = ["color_accuracy_ab", "color_accuracy_ba", "iou_ab", "iou_ba", "cycle_l1_aba", "cycle_l1_bab"]
-    lines = ["| model | data | batches | batch size | tag | seeds | " + " | ".join(names) + " |",
-             "|" + "---|" * (6 + len(names))]
-    for key, by_seed in groups.items():
-        rows = list(by_seed.values())
-        cells = []
-        for name in names:
-            values = [r[name] for r in rows]
-            spread = f" +- {statistics.stdev(values):.3f}" if len(values) > 1 else ""
-            cells.append(f"{statistics.mean(values):.3f}{spread} (min {min(values):.3f})")
-        lines.append("| " + " | ".join(map(str, key)) + f" | {','.join(map(str, sorted(by_seed)))} | "
-                     + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    """Markdown table of the rows at `path` on `split`: mean ± std over the seeds of each model, data, budget and
+    tag (the newest row of each seed counts)."""
+    return seed_summary(path, split, lambda r: (r["model"], r["data"], r["batches"], r["batch_size"], r.get("tag", "")),
+                        ["model", "data", "batches", "batch size", "tag"], SUMMARY)
 
 
 def table(rows: list[dict]) -> str:

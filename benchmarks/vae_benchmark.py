@@ -39,7 +39,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 os.environ.setdefault("WANDB_MODE", "disabled")
 
-from benchmarks.gan_quality import QUIET, append_row, classifier, fit_once, prepare_data, run  # noqa: E402
+from benchmarks.gan_quality import (QUIET, append_row, classifier, fit_once, prepare_data, run,  # noqa: E402
+                                     seed_summary)
 from datamodules.colored_mnist import DEFAULT_PALETTE  # noqa: E402
 from lightning_models import VAE  # noqa: E402
 from lightning_models.callbacks import find_last_checkpoint  # noqa: E402
@@ -101,29 +102,8 @@ SUMMARY = ["neg_elbo", "color_accuracy", "color_accuracy_strict", "color_mixed",
 def summary(path: str = RESULTS, split: str = "test") -> str:
     """Markdown table of the rows at `path` on `split`: mean ± std over the seeds of each latent, architecture,
     variant and budget (the newest row of each seed counts)."""
-    import statistics
-
-    with open(path) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    groups: dict[tuple, dict[int, dict]] = {}
-    for r in rows:
-        if r.get("split", "test") == split:
-            key = (r["latent"], r["architecture"], r.get("variant", ""), r["epochs"])
-            groups.setdefault(key, {})[r.get("seed", 0)] = r
-    lines = ["| latent | arch | variant | epochs | seeds | " + " | ".join(SUMMARY) + " |",
-             "|" + "---|" * (5 + len(SUMMARY))]
-    for (latent, arch, variant, epochs), by_seed in groups.items():
-        cells = [latent, arch, variant or "-", str(epochs), str(len(by_seed))]
-        for c in SUMMARY:
-            values = [r[c] for r in by_seed.values() if c in r]
-            if not values:
-                cells.append("-")
-            elif len(values) == 1:
-                cells.append(f"{values[0]:.3f}")
-            else:
-                cells.append(f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return seed_summary(path, split, lambda r: (r["latent"], r["architecture"], r.get("variant", ""), r["epochs"]),
+                        ["latent", "arch", "variant", "epochs"], SUMMARY)
 
 
 def main(argv=None) -> None:
