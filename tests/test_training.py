@@ -318,7 +318,9 @@ def test_sigkill_mid_epoch_then_resume_finishes(mnist_dir, tmp_path):
     # whole (RunCheckpoint writes a temporary file beside it and renames it; tests/test_interrupt.py checks that
     # directly), and `--ckpt_path last` must finish the run (resumed in this process from the files on disk; the
     # killed process is the real one).
-    root, steps = str(tmp_path / "runs"), 36
+    # Killed as soon as the second epoch's first checkpoint appears, with 30-odd steps to spare: after a fixed wait
+    # a fast machine had already finished all steps (36) and was tearing down when the kill came.
+    root, steps = str(tmp_path / "runs"), 48
     args = tiny_args(CGAN, mnist_dir, root, "--config", every_step_checkpoints(tmp_path, 2), "--trainer.max_steps",
                      str(steps))
     proc = subprocess.Popen([sys.executable, os.path.join(REPO, "cli.py"), "fit", *args], cwd=REPO,
@@ -328,9 +330,8 @@ def test_sigkill_mid_epoch_then_resume_finishes(mnist_dir, tmp_path):
         while time.monotonic() < deadline and proc.poll() is None:
             found = glob.glob(os.path.join(root, "*", "checkpoints", "epoch=1-*.ckpt"))  # into the second epoch
             if found:
-                time.sleep(0.3)
                 break
-            time.sleep(0.05)
+            time.sleep(0.02)
         assert proc.poll() is None, "the run ended before it could be killed; raise max_steps"
         proc.kill()  # SIGKILL: no handler runs
         proc.wait()
