@@ -61,7 +61,7 @@ def prepare(names: list[str]) -> None:
     if not os.path.exists(os.path.join(WORK, "data45", "MNIST")):
         make_split(SHARED_MNIST, os.path.join(WORK, "data45"), 5000, num_test=2000)
     fashion = os.path.join(WORK, "data", "FashionMNIST", "raw")
-    if not os.path.exists(fashion):
+    if not os.path.lexists(fashion):
         os.makedirs(os.path.dirname(fashion), exist_ok=True)
         os.symlink(FASHION, fashion)
     for name in {{"mnist45": "mnist"}.get(n, n) for n in names}:
@@ -184,7 +184,8 @@ def grid(name: str, model: str, seed: int, tag: str, out: str, columns: int = 10
 
 
 def table(split: str, tags: set[str] | None) -> str:
-    """Mean (min-max over seeds) of each metric per data, model, implementation and budget."""
+    """Mean (min-max over seeds) of each metric per data, model, implementation and budget (the newest row of
+    each seed)."""
     with open(RESULTS) as f:
         rows = [r for r in map(json.loads, f) if r["split"] == split]
     real = {(r["data"], r["model"]): r for r in rows if r["impl"] == "real"}
@@ -193,11 +194,14 @@ def table(split: str, tags: set[str] | None) -> str:
         if ref and "class_fid_classifier/0" in r:
             r["class_fid_ratio_worst"] = max(r[f"class_fid_classifier/{c}"] / ref[f"class_fid_classifier/{c}"]
                                              for c in range(10))
-    groups: dict[tuple, list[dict]] = {}
+    newest: dict[tuple, dict] = {}  # a run scored again (e.g. re-run on another machine): its newest row
     for r in rows:
         if tags is None or r["tag"] in tags or r["impl"] != "ours":
             impl = f"{r['impl']} {r['sampler']}" if "sampler" in r else r["impl"]
-            groups.setdefault((r["data"], r["model"], r["batches"], impl, r["tag"]), []).append(r)
+            newest[(r["data"], r["model"], r["batches"], impl, r["tag"], r["seed"])] = r
+    groups: dict[tuple, list[dict]] = {}
+    for key, r in newest.items():
+        groups.setdefault(key[:5], []).append(r)
     out = ["| data | model | batches | impl | seeds | " + " | ".join(c[1] for c in COLUMNS) + " |",
            "|" + "---|" * (5 + len(COLUMNS))]
     for key in sorted(groups, key=lambda k: (k[0], k[1], k[2], k[3] != "real", k[3], k[4])):
