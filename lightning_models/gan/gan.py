@@ -70,6 +70,10 @@ class GAN(SampleScores, GenerativeModule):
         lr_generator: Adam learning rate of the generator.
         lr_discriminator: Adam learning rate of the discriminator.
         betas: Adam betas of both optimizers.
+        lr_decay_start: batch from which both learning rates fall linearly to 0 at the run's last batch
+            (`trainer.max_steps` / (n_critic + 1)); None = constant. A function of the batch count, so an exact
+            resume and a chain of resumed runs with growing `max_steps` see the same rates as one long run
+            (as long as `lr_decay_start` is past the earlier runs' ends).
         mode_seeking_weight: weight of MSGAN's mode-seeking term in the generator loss (`losses.mode_seeking_loss`;
             0 = off): the fake batch is drawn as pairs for the same labels, and the generator is pushed to make
             the two samples of a pair differ as much as their noise does (against one image per class).
@@ -113,6 +117,7 @@ class GAN(SampleScores, GenerativeModule):
         lr_generator: float = 2e-4,
         lr_discriminator: float = 2e-4,
         betas: tuple[float, float] = (0.5, 0.999),
+        lr_decay_start: int | None = None,
         mode_seeking_weight: float = 0.0,
         class_weight: float = 0.0,
         diff_augment: list[str] | None = None,
@@ -142,6 +147,8 @@ class GAN(SampleScores, GenerativeModule):
                              f"as an input channel ({discriminator_condition!r}) the class head could read it")
         if diff_augment:
             augment.diff_augment(torch.zeros(1, 1, 8, 8), diff_augment, None)  # unknown names fail before training
+        if lr_decay_start is not None and lr_decay_start < 0:
+            raise ValueError(f"--model.lr_decay_start must be a batch number >= 0 or null, got {lr_decay_start}")
         if ema_rampup <= 0:
             raise ValueError(f"--model.ema_rampup must be > 0, got {ema_rampup}")
         self.conditional = conditional
@@ -243,9 +250,30 @@ class GAN(SampleScores, GenerativeModule):
     def generate(self, n: int, labels: Tensor | None, generator: torch.Generator | None) -> Tensor:
         return self.sampling_generator()(self.draw_latent(n, generator), labels)
 
+    def lr_factor(self) -> float:
+        """The learning rates' factor at this batch: 1, falling linearly from batch `lr_decay_start` to 0 at the
+        run's last batch (`trainer.max_steps`)."""
+        start = self.hparams.get("lr_decay_start")
+        if start is None:
+            return 1.0
+        end = self.trainer.max_steps // (self.hparams.n_critic + 1)
+        batch = self.global_step // (self.hparams.n_critic + 1)
+        return 1.0 if batch < start or end <= start else max(0.0, 1.0 - (batch - start) / (end - start))
+
+    def on_train_start(self) -> None:
+        super().on_train_start()
+        if self.hparams.get("lr_decay_start") is not None and self.trainer.max_steps < 0:
+            raise ValueError("--model.lr_decay_start decays the learning rates to 0 at the run's end, which "
+                             "--trainer.max_steps sets: give --trainer.max_steps (optimizer steps, "
+                             f"{self.hparams.n_critic + 1} per batch) or --model.lr_decay_start null")
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         real, labels = self.real_inputs(batch)
         opt_g, opt_d = self.optimizers()
+        factor = self.lr_factor()
+        for optimizer in (opt_g, opt_d):
+            for group in optimizer.param_groups:
+                group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
         rng = self.noise_generator(self.hparams.seed)
         view = self.noise_generator(self.hparams.seed, "augment") if self.hparams.get("diff_augment") else None
         loss = self.gan_loss

@@ -343,3 +343,37 @@ def test_auxiliary_classifier_learns_real_labels_and_trains_the_generator_on_the
     metrics = trainer.callback_metrics
     assert "train/loss_real_aux_d" in metrics and "train/loss_aux_g" in metrics
     assert "train/loss_aux_d" not in metrics  # the head never learns from fakes
+
+
+def test_lr_decay_falls_linearly_to_zero_at_the_last_batch_and_a_resumed_chain_matches_one_run(mnist_dir, tmp_path):
+    class Rates(pl.Callback):
+        def __init__(self):
+            self.seen = []
+
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+            self.seen.append(optimizer.param_groups[0]["lr"])
+
+    rates = Rates()
+    model = tiny_gan(lr_generator=4e-3, lr_discriminator=2e-3, lr_decay_start=2, n_critic=2, loss="wgan_gp")
+    fit(model, mnist_dir, max_steps=6 * 3, callbacks=[rates])  # 6 batches of D, D, G steps
+    factors = [1, 1, 1, 0.75, 0.5, 0.25]
+    expected = [r for f in factors for r in (2e-3 * f, 2e-3 * f, 4e-3 * f)]
+    assert rates.seen == pytest.approx(expected)
+    # benchmarks train a budget chain (max_steps 4, then 8 by resume): the first leg ends before the decay starts,
+    # so the chain is the 8-step run
+    def fresh():
+        torch.manual_seed(0)
+        return tiny_gan(lr_decay_start=2)
+
+    full = fresh()
+    fit(full, mnist_dir, max_steps=8)
+    fit(fresh(), mnist_dir, max_steps=4, root=str(tmp_path), callbacks=[RunCheckpoint(every_n_train_steps=4)])
+    resumed = fresh()
+    ckpt = glob.glob(str(tmp_path / "**" / "last.ckpt"), recursive=True)[0]
+    fit(resumed, mnist_dir, max_steps=8, root=str(tmp_path), ckpt_path=ckpt)
+    for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="--model.lr_decay_start"):
+        tiny_gan(lr_decay_start=-1)
+    with pytest.raises(ValueError, match="--trainer.max_steps"):
+        fit(tiny_gan(lr_decay_start=2), mnist_dir, max_steps=-1, max_epochs=1)
