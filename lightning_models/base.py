@@ -19,6 +19,14 @@ import torch
 from torch import Tensor
 
 
+def linear_decay(epoch: int, start: int, length: int) -> float:
+    """Learning-rate factor of `epoch` (0-based; or of a batch): 1 until `start`, then linearly down to 0 at
+    `start + length` (CycleGAN's schedule); `length` <= 0 keeps it at 1."""
+    if length <= 0:
+        return 1.0
+    return max(0.0, 1.0 - max(0, epoch - start) / length)
+
+
 def _mean(values: list[Tensor | float]) -> Tensor | float:
     """The mean of one logged key's values (all tensors, or all Python numbers), as float32."""
     if isinstance(values[0], Tensor):

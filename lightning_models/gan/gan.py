@@ -19,7 +19,7 @@ from torch import Tensor
 from torch.optim.swa_utils import AveragedModel
 
 from lightning_models import augment
-from lightning_models.base import GenerativeModule
+from lightning_models.base import GenerativeModule, linear_decay
 from lightning_models.losses import get_loss, gradient_penalty, mode_seeking_loss
 from lightning_models.metrics.sample_scores import SampleScores
 from lightning_models.networks.conv import Norm, WeightInit, init_weights
@@ -256,9 +256,9 @@ class GAN(SampleScores, GenerativeModule):
         start = self.hparams.get("lr_decay_start")
         if start is None:
             return 1.0
-        end = self.trainer.max_steps // (self.hparams.n_critic + 1)
-        batch = self.global_step // (self.hparams.n_critic + 1)
-        return 1.0 if batch < start or end <= start else max(0.0, 1.0 - (batch - start) / (end - start))
+        steps_per_batch = self.hparams.n_critic + 1
+        end = self.trainer.max_steps // steps_per_batch
+        return linear_decay(self.global_step // steps_per_batch, start, end - start)
 
     def on_train_start(self) -> None:
         super().on_train_start()

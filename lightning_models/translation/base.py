@@ -15,7 +15,7 @@ import itertools
 import torch
 from torch import Tensor
 
-from lightning_models.base import TrainingModule
+from lightning_models.base import TrainingModule, linear_decay
 from lightning_models.losses import get_loss, gradient_penalty
 from lightning_models.networks.conv import Norm, WeightInit, init_weights
 from lightning_models.networks.translation import (GeneratorKind, GeneratorOutput, PatchDiscriminator,
@@ -23,14 +23,6 @@ from lightning_models.networks.translation import (GeneratorKind, GeneratorOutpu
 from lightning_models.translation.evaluation import TranslationMetrics, sorted_by_label, strips
 
 DIRECTIONS = ("AB", "BA")
-
-
-def linear_decay(epoch: int, start: int, length: int) -> float:
-    """Learning-rate factor of `epoch` (0-based): 1 until `start`, then linearly down to 0 at `start + length`
-    (CycleGAN's schedule); `length` 0 keeps it at 1."""
-    if length <= 0:
-        return 1.0
-    return max(0.0, 1.0 - max(0, epoch - start) / length)
 
 
 class TranslationModule(TrainingModule):
