@@ -34,7 +34,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 os.environ.setdefault("WANDB_MODE", "disabled")
 
-from benchmarks.gan_quality import append_row  # noqa: E402
+from benchmarks.gan_quality import append_row, newest_by_seed  # noqa: E402
 from benchmarks.make_mnist_split import make_split  # noqa: E402
 
 WORK = os.path.join(REPO, "benchmarks", "_work")
@@ -194,14 +194,13 @@ def table(split: str, tags: set[str] | None) -> str:
         if ref and "class_fid_classifier/0" in r:
             r["class_fid_ratio_worst"] = max(r[f"class_fid_classifier/{c}"] / ref[f"class_fid_classifier/{c}"]
                                              for c in range(10))
-    newest: dict[tuple, dict] = {}  # a run scored again (e.g. re-run on another machine): its newest row
-    for r in rows:
-        if tags is None or r["tag"] in tags or r["impl"] != "ours":
-            impl = f"{r['impl']} {r['sampler']}" if "sampler" in r else r["impl"]
-            newest[(r["data"], r["model"], r["batches"], impl, r["tag"], r["seed"])] = r
-    groups: dict[tuple, list[dict]] = {}
-    for key, r in newest.items():
-        groups.setdefault(key[:5], []).append(r)
+    shown = [r for r in rows if tags is None or r["tag"] in tags or r["impl"] != "ours"]
+    def key(r: dict) -> tuple:
+        impl = f"{r['impl']} {r['sampler']}" if "sampler" in r else r["impl"]
+        return r["data"], r["model"], r["batches"], impl, r["tag"]
+
+    by_seed = newest_by_seed(shown, key)
+    groups = {key: list(seeds.values()) for key, seeds in by_seed.items()}
     out = ["| data | model | batches | impl | seeds | " + " | ".join(c[1] for c in COLUMNS) + " |",
            "|" + "---|" * (5 + len(COLUMNS))]
     for key in sorted(groups, key=lambda k: (k[0], k[1], k[2], k[3] != "real", k[3], k[4])):

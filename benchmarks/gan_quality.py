@@ -85,18 +85,23 @@ def append_row(path: str, row: dict) -> dict:
     return row
 
 
+def newest_by_seed(rows: list[dict], key: Callable[[dict], tuple]) -> dict[tuple, dict[int, dict]]:
+    """`rows` grouped by `key(row)`, then by seed (rows without one: seed 0), the newest (last) row of each seed
+    kept: a run scored again replaces its earlier row instead of counting as another seed."""
+    groups: dict[tuple, dict[int, dict]] = {}
+    for row in rows:
+        groups.setdefault(key(row), {})[row.get("seed", 0)] = row
+    return groups
+
+
 def seed_summary(path: str, split: str, key: Callable[[dict], tuple], key_names: list[str],
                  columns: list[str]) -> str:
     """Markdown table of the JSON-lines rows at `path` on `split` (rows without one count as "test"): one line per
     `key(row)` (empty values shown as "-"), with the number of seeds and, per column, the mean +- std over them
     (the newest row of each seed counts; one seed: its value; a column no row has: "-")."""
-    groups: dict[tuple, dict[int, dict]] = {}
     with open(path) as f:
-        for line in f:
-            if line.strip():
-                row = json.loads(line)
-                if row.get("split", "test") == split:
-                    groups.setdefault(key(row), {})[row.get("seed", 0)] = row
+        rows = [json.loads(line) for line in f if line.strip()]
+    groups = newest_by_seed([r for r in rows if r.get("split", "test") == split], key)
     lines = ["| " + " | ".join([*key_names, "seeds", *columns]) + " |",
              "|" + "---|" * (len(key_names) + 1 + len(columns))]
     for values_of_key, by_seed in groups.items():

@@ -29,6 +29,19 @@ def fit(model, data_dir, max_steps, root=None, callbacks=(), ckpt_path=None, **t
     return trainer
 
 
+def assert_resume_matches_one_run(fresh, data_dir, tmp_path):
+    """An 8-step run of the model `fresh()` builds equals, bit for bit, a 4-step run resumed from its checkpoint
+    to 8 steps."""
+    full = fresh()
+    fit(full, data_dir, max_steps=8)
+    fit(fresh(), data_dir, max_steps=4, root=str(tmp_path), callbacks=[RunCheckpoint(every_n_train_steps=4)])
+    resumed = fresh()
+    ckpt = glob.glob(str(tmp_path / "**" / "last.ckpt"), recursive=True)[0]
+    fit(resumed, data_dir, max_steps=8, root=str(tmp_path), ckpt_path=ckpt)
+    for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("conditional", [False, True])
 def test_sample_contract(conditional):
     model = tiny_gan(conditional=conditional)
@@ -316,14 +329,7 @@ def test_diff_augment_is_what_the_discriminator_sees_and_resumes_exactly(mnist_d
         torch.manual_seed(0)  # the same initial weights
         return tiny_gan(conditional=True, diff_augment=["translation", "cutout"])
 
-    full = fresh()
-    fit(full, mnist_dir, max_steps=8)
-    fit(fresh(), mnist_dir, max_steps=4, root=str(tmp_path), callbacks=[RunCheckpoint(every_n_train_steps=4)])
-    resumed = fresh()
-    ckpt = glob.glob(str(tmp_path / "**" / "last.ckpt"), recursive=True)[0]
-    fit(resumed, mnist_dir, max_steps=8, root=str(tmp_path), ckpt_path=ckpt)
-    for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert_resume_matches_one_run(fresh, mnist_dir, tmp_path)
 
 
 def test_auxiliary_classifier_learns_real_labels_and_trains_the_generator_on_them(mnist_dir):
@@ -365,14 +371,7 @@ def test_lr_decay_falls_linearly_to_zero_at_the_last_batch_and_a_resumed_chain_m
         torch.manual_seed(0)
         return tiny_gan(lr_decay_start=2)
 
-    full = fresh()
-    fit(full, mnist_dir, max_steps=8)
-    fit(fresh(), mnist_dir, max_steps=4, root=str(tmp_path), callbacks=[RunCheckpoint(every_n_train_steps=4)])
-    resumed = fresh()
-    ckpt = glob.glob(str(tmp_path / "**" / "last.ckpt"), recursive=True)[0]
-    fit(resumed, mnist_dir, max_steps=8, root=str(tmp_path), ckpt_path=ckpt)
-    for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert_resume_matches_one_run(fresh, mnist_dir, tmp_path)
     with pytest.raises(ValueError, match="--model.lr_decay_start"):
         tiny_gan(lr_decay_start=-1)
     with pytest.raises(ValueError, match="--trainer.max_steps"):
